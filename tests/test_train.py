@@ -1,0 +1,588 @@
+"""Tests for vae_core.train: fit (learning, seeding, resume, NaN stop, warm-up, binarization, bad input),
+checkpoints (atomic writes; mismatched, corrupt and malicious files) and the trained-model cache.
+
+Everything runs on tiny synthetic data (256 noisy copies of 8 binary 16-pixel prototypes) and a
+VAE(16, 8, 2), so each fit takes a fraction of a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from vae_core import objectives, train
+from vae_core.models import VAE, ConditionalVAE
+from vae_core.train import CheckpointError, History, elbo_loss, fit, load_checkpoint, save_checkpoint
+
+X_DIM, H_DIM, Z_DIM = 16, 8, 2
+
+
+def make_data(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary patterns: 8 random prototypes, each pixel flipped with probability 0.1; with labels."""
+    g = torch.Generator().manual_seed(seed)
+    protos = (torch.rand(8, X_DIM, generator=g) < 0.5).float()
+    labels = torch.randint(0, 8, (n,), generator=g)
+    flips = (torch.rand(n, X_DIM, generator=g) < 0.1).float()
+    return (protos[labels] - flips).abs(), labels
+
+
+def make_model(seed: int = 0, z_dim: int = Z_DIM) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(X_DIM, H_DIM, z_dim)
+
+
+def params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().cpu().clone() for p in model.parameters()]
+
+
+def same_params(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(params(a), params(b), strict=True))
+
+
+KW = {"batch_size": 64, "progress": False, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine OpenMP threads
+    waiting on each other make each op thousands of times slower: run this module on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning and history
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fit_learns_and_records_consistent_history():
+    data, _ = make_data(320)
+    x, xt = data[:256], data[256:]
+    model = make_model()
+    h = fit(model, x, xt, epochs=20, lr=1e-2, **dict(KW, batch_size=16))
+    assert h.epochs == 20 and len(h.seconds) == 20 and set(h.train) == {"loss", "elbo", "rec", "kl"}
+    assert set(h.test) == set(h.train) and all(len(v) == 20 for v in h.test.values())
+    # the loss goes down (untrained: ≈ 16·log 2 ≈ 11.1 nats; the data's entropy is ≈ 7.3 nats)
+    assert h.train["loss"][-1] < h.train["loss"][0] - 1.0
+    assert h.test["elbo"][-1] > h.test["elbo"][0] + 1.0
+    assert h.train["loss"][-1] > 7.0
+    for split in (h.train, h.test):
+        for e in range(20):  # elbo = rec − kl, and with β = 1 the loss is −elbo
+            assert split["elbo"][e] == pytest.approx(split["rec"][e] - split["kl"][e], abs=1e-4)
+            assert split["loss"][e] == pytest.approx(-split["elbo"][e], abs=1e-4)
+    assert h.beta == [1.0] * 20
+    # test terms agree with an independent evaluation of the final model on the same binary data
+    assert all(isinstance(v, float) for v in h.train["loss"])
+
+
+def test_history_round_trips_through_dict_and_json():
+    x, _ = make_data()
+    h = fit(make_model(), x, x[:32], epochs=2, **KW)
+    d = json.loads(json.dumps(h.to_dict()))
+    assert History.from_dict(d) == h
+    assert History.from_dict(h.to_dict()).to_dict() == h.to_dict()
+
+
+def test_uint8_images_and_float_images_give_the_same_training():
+    x, _ = make_data()
+    a, b = make_model(), make_model()
+    fit(a, (x * 255).to(torch.uint8).reshape(256, 4, 4), epochs=2, **KW)
+    fit(b, x, epochs=2, **KW)
+    assert same_params(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproducibility and resume
+# ---------------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_parameters_and_other_seed_differs():
+    x, _ = make_data()
+    a, b, c = make_model(), make_model(), make_model()
+    ha = fit(a, x, x[:64], epochs=3, seed=7, **KW)
+    hb = fit(b, x, x[:64], epochs=3, seed=7, **KW)
+    fit(c, x, x[:64], epochs=3, seed=8, **KW)
+    assert same_params(a, b)
+    assert ha.train == hb.train and ha.test == hb.test
+    assert not same_params(a, c)
+
+
+def test_fit_leaves_the_global_rng_alone():
+    """fit seeds its own RNGs: the notebook's random stream is the same whether fit ran (or was
+    skipped by the cache) or not."""
+    x, _ = make_data()
+    model = make_model()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    fit(model, x, epochs=1, **KW)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def global_rng_loss(model, x, y, *, beta, generator):
+    """A custom loss that ignores the generator and draws from the global RNG (like model.forward)."""
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = model.log_likelihood(x, z)
+    kl = (0.5 * (mu**2 + logvar.exp() - logvar - 1)).sum(-1)
+    return -(rec - beta * kl).mean(), {"elbo": rec - kl, "rec": rec, "kl": kl}
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("loss_fn", [None, global_rng_loss], ids=["generator-noise", "global-rng-noise"])
+def test_resume_after_interruption_equals_uninterrupted_run_bitwise(tmp_path, loss_fn):
+    x, _ = make_data()
+    settings = dict(KW, lr=5e-3, warmup_epochs=1.5, binarize="dynamic", seed=3, loss_fn=loss_fn)
+    full = make_model()
+    h_full = fit(full, x, x[:64], epochs=4, **settings)
+
+    # The same run killed in the middle of epoch 3 (after 2 checkpoints were written) ...
+    ckpt = tmp_path / "run.pt"
+    calls = {"n": 0}
+    inner = loss_fn or elbo_loss
+
+    def interrupting(model, xb, yb, *, beta, generator):
+        calls["n"] += torch.is_grad_enabled()  # count training steps, not test evaluations
+        if calls["n"] == 2 * 4 + 2:  # 4 steps per epoch: the 2nd step of epoch 3
+            raise Interrupt
+        return inner(model, xb, yb, beta=beta, generator=generator)
+
+    first = make_model()
+    with pytest.raises(Interrupt):
+        fit(first, x, x[:64], epochs=4, checkpoint_path=ckpt, **dict(settings, loss_fn=interrupting))
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    # ... and resumed in a fresh model object (a new process would look the same).
+    resumed = make_model(seed=99)  # different init: everything must come from the checkpoint
+    h_res = fit(resumed, x, x[:64], epochs=4, checkpoint_path=ckpt, resume=True, **settings)
+    assert same_params(resumed, full)
+    assert h_res.train == h_full.train and h_res.test == h_full.test and h_res.beta == h_full.beta
+    assert load_checkpoint(ckpt)["epoch"] == 4
+
+
+def test_resume_can_extend_training_and_a_finished_run_is_a_no_op(tmp_path):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    a = make_model()
+    fit(a, x, epochs=2, checkpoint_path=ckpt, **KW)
+    b = make_model()
+    fit(b, x, epochs=3, checkpoint_path=ckpt, resume=True, **KW)
+    c = make_model()
+    fit(c, x, epochs=3, **KW)
+    assert same_params(b, c)
+    d = make_model(seed=5)
+    h = fit(d, x, epochs=3, checkpoint_path=ckpt, resume=True, **KW)  # nothing left to do
+    assert same_params(d, c) and h.epochs == 3
+
+
+def test_resume_refuses_other_settings_and_missing_file_starts_fresh(tmp_path):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), x, epochs=1, checkpoint_path=ckpt, **KW)
+    with pytest.raises(CheckpointError, match="lr=0.001.*lr=0.01"):
+        fit(make_model(), x, epochs=2, lr=1e-2, checkpoint_path=ckpt, resume=True, **KW)
+    with pytest.raises(CheckpointError, match="n_train"):
+        fit(make_model(), x[:128], epochs=2, checkpoint_path=ckpt, resume=True, **KW)
+    fresh, ref = make_model(), make_model()
+    fit(fresh, x, epochs=1, checkpoint_path=tmp_path / "new.pt", resume=True, **KW)
+    fit(ref, x, epochs=1, **KW)
+    assert same_params(fresh, ref)
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        fit(make_model(), x, epochs=1, resume=True, **KW)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_contents_load_with_weights_only(tmp_path):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    model = make_model()
+    h = fit(model, x, epochs=2, checkpoint_path=ckpt, **KW)
+    raw = torch.load(ckpt, weights_only=True)
+    assert raw["format"] == train.CHECKPOINT_FORMAT and raw["format_version"] == train.CHECKPOINT_VERSION
+    assert raw["model_class"] == "VAE" and raw["model_config"] == model.config()
+    assert raw["epoch"] == 2 and raw["global_step"] == 8 and raw["optimizer_state"]["state"]
+    assert History.from_dict(raw["history"]) == h
+    assert set(raw["rng"]) >= {"generator", "torch_cpu"}
+    rebuilt, h2 = train.load_model(ckpt)
+    assert same_params(rebuilt, model) and h2 == h
+
+
+def test_checkpoint_write_is_atomic_when_the_write_crashes(tmp_path, monkeypatch):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), x, epochs=1, checkpoint_path=ckpt, **KW)
+    before = ckpt.read_bytes()
+    real_save = torch.save
+
+    def crashing_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # the temp file now holds (part of) the new checkpoint
+        f.write(b"half")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="simulated"):
+        fit(make_model(), x, epochs=2, checkpoint_path=ckpt, resume=True, **KW)
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left behind
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_architecture_mismatch_names_the_difference(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, make_model(z_dim=2))
+    with pytest.raises(CheckpointError, match="checkpoint has z_dim=2 but model has z_dim=20"):
+        load_checkpoint(path, VAE(X_DIM, H_DIM, 20))
+    with pytest.raises(CheckpointError, match="checkpoint has h_dim=8 but model has h_dim=9"):
+        load_checkpoint(path, VAE(X_DIM, 9, 2))
+    with pytest.raises(CheckpointError, match="checkpoint is a VAE but model is a ConditionalVAE"):
+        load_checkpoint(path, ConditionalVAE(X_DIM, H_DIM, 2, n_classes=3))
+    # and the same refusal when fit is asked to resume into another architecture
+    x, _ = make_data()
+    with pytest.raises(CheckpointError, match="z_dim=2 but model has z_dim=3"):
+        fit(make_model(z_dim=3), x, epochs=2, checkpoint_path=path, resume=True, **KW)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage-zip", "truncated",
+                                     "foreign-torch-file", "json"])
+def test_corrupt_or_foreign_files_give_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        save_checkpoint(path, make_model())
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content == "foreign-torch-file":
+        torch.save({"weights": torch.ones(3)}, path)
+    elif content == "json":
+        path.write_text(json.dumps({"format": "vae_core.checkpoint"}))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a (valid|vae_core) checkpoint"):
+        load_checkpoint(path, make_model())
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+class _Payload:
+    """Unpickling this would run ``os.system("touch <marker>")``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_pickle_with_code_is_refused_and_not_executed(tmp_path, writer):
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "evil.pt"
+    payload = {"format": train.CHECKPOINT_FORMAT, "format_version": 1, "model_state": _Payload(marker)}
+    if writer == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    else:
+        torch.save(payload, path)
+    # sanity: the file really is armed (a plain unpickler would run the command)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path, make_model())
+    x, _ = make_data()
+    with pytest.raises(CheckpointError, match="refused"):
+        fit(make_model(), x, epochs=1, checkpoint_path=path, resume=True, **KW)
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN / inf, warm-up, binarization, losses
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_checkpoint(tmp_path, bad):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    calls = {"n": 0}
+
+    def poisoned(model, xb, yb, *, beta, generator):
+        calls["n"] += torch.is_grad_enabled()
+        loss, terms = elbo_loss(model, xb, beta=beta, generator=generator)
+        return (loss * bad if calls["n"] == 4 + 3 else loss), terms  # epoch 2, step 3
+
+    model = make_model()
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 3 of 4"):
+        fit(model, x, epochs=3, checkpoint_path=ckpt, loss_fn=poisoned, **KW)
+    saved = load_checkpoint(ckpt)
+    assert saved["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model_state"].values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before the bad update
+
+
+def test_poisoned_data_is_rejected_before_training():
+    x, _ = make_data()
+    x[17, 3] = math.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fit(make_model(), x, epochs=1, **KW)
+
+
+def test_warmup_beta_formula():
+    assert train.warmup_beta(0, 2.0, 0) == 2.0
+    assert [train.warmup_beta(s, 2.0, 4) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert train.warmup_beta(2, 1.0, 2.5) == 1.0 and train.warmup_beta(1, 1.0, 2.5) == pytest.approx(0.8)
+
+
+def test_fit_applies_the_warmup_per_step():
+    x, _ = make_data()
+    seen: list[float] = []
+
+    def recording(model, xb, yb, *, beta, generator):
+        seen.append(beta)
+        return elbo_loss(model, xb, beta=beta, generator=generator)
+
+    beta, warmup_epochs, steps = 0.5, 2, 4
+    h = fit(make_model(), x, epochs=3, beta=beta, warmup_epochs=warmup_epochs, loss_fn=recording, **KW)
+    total = warmup_epochs * steps
+    expected = [beta * min(1.0, (s + 1) / total) for s in range(3 * steps)]
+    assert seen == pytest.approx(expected, abs=0)
+    assert h.beta == [expected[steps - 1], expected[2 * steps - 1], expected[3 * steps - 1]]
+    assert h.beta == [0.25, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static", None])
+def test_binarization_modes(mode):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, X_DIM, generator=g)  # grey levels
+    sums: list[float] = []
+    values: list[torch.Tensor] = []
+
+    def recording(model, xb, yb, *, beta, generator):
+        sums.append(float(xb.sum()))
+        values.append(xb.unique())
+        return elbo_loss(model, xb, beta=beta, generator=generator)
+
+    fit(make_model(), x, epochs=3, batch_size=64, binarize=mode, loss_fn=recording, progress=False,
+        device="cpu")
+    if mode is None:
+        assert sums == pytest.approx([float(x.sum())] * 3)
+    else:
+        assert all(set(v.tolist()) <= {0.0, 1.0} for v in values)
+        if mode == "static":
+            assert len(set(sums)) == 1  # the same binary images every epoch
+        else:
+            assert len(set(sums)) == 3  # a fresh draw every epoch
+        # about as many ones as the grey levels' expectation (±5 standard deviations)
+        mean, sd = float(x.sum()), float((x * (1 - x)).sum().sqrt())
+        assert all(abs(s - mean) < 5 * sd for s in sums)
+
+
+def test_default_loss_is_objectives_loss_with_a_generator():
+    x, _ = make_data(32)
+    model = make_model()
+    ours, terms = elbo_loss(model, x, beta=0.7, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(4)
+    theirs, their_terms = objectives.loss(model, x, beta=0.7)
+    assert torch.equal(ours, theirs)
+    assert all(torch.equal(terms[k], getattr(their_terms, k)) for k in ("elbo", "rec", "kl"))
+
+
+def test_free_bits_clamps_the_mean_kl_of_each_dimension():
+    x, _ = make_data(32)
+    model = make_model()
+    lam, beta = 0.3, 0.9
+    loss, terms = elbo_loss(model, x, beta=beta, free_bits=lam, generator=torch.Generator().manual_seed(1))
+    mu, logvar = model.encode(x)
+    kl_dim = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0))  # oracle, (batch, z_dim)
+    g = torch.Generator().manual_seed(1)
+    z = mu + (0.5 * logvar).exp() * torch.randn((1, *mu.shape), generator=g)
+    rec = model.log_likelihood(x, z).mean(0)
+    expected = -rec.mean() + beta * kl_dim.mean(0).clamp(min=lam).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(terms["kl"], kl_dim.sum(-1), atol=1e-5)  # reported KL is the true one
+    # a dimension below the floor gets no gradient from the KL term
+    big_lam = float(kl_dim.detach().mean(0).max()) + 1.0
+    model.zero_grad()
+    elbo_loss(model, x, beta=1.0, free_bits=big_lam, generator=torch.Generator().manual_seed(1))[0].backward()
+    grad_with_floor = model.to_logvar.weight.grad.clone()
+    model.zero_grad()
+    (-rec.mean()).backward()
+    assert torch.allclose(grad_with_floor, model.to_logvar.weight.grad, atol=1e-6)
+
+
+def test_fit_with_free_bits_runs_and_reports_true_terms():
+    x, _ = make_data()
+    h = fit(make_model(), x, epochs=2, free_bits=0.5, **KW)
+    assert h.train["elbo"][-1] == pytest.approx(h.train["rec"][-1] - h.train["kl"][-1], abs=1e-4)
+
+
+def test_conditional_model_with_labels_and_scalar_terms():
+    x, y = make_data()
+    torch.manual_seed(0)
+    model = ConditionalVAE(X_DIM, H_DIM, Z_DIM, n_classes=8)
+
+    def cvae_loss(m, xb, yb, *, beta, generator):
+        loss, terms = elbo_loss(m.given(yb), xb, beta=beta, generator=generator)
+        terms["accuracy_like"] = torch.tensor(0.5)  # a 0-d term is taken as a batch mean
+        return loss, terms
+
+    h = fit(model, x, x[:64], epochs=3, lr=1e-2, loss_fn=cvae_loss, train_y=y, test_y=y[:64], **KW)
+    assert h.train["loss"][-1] < h.train["loss"][0]
+    assert h.train["accuracy_like"] == pytest.approx([0.5] * 3) and "elbo" in h.test
+    with pytest.raises(ValueError, match="no labels"):
+        fit(make_model(), x, epochs=1, train_y=y, **KW)
+    with pytest.raises(ValueError, match="train_y must have shape"):
+        fit(model, x, epochs=1, loss_fn=cvae_loss, train_y=y[:10], **KW)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad hyperparameters and data
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs"), ({"batch_size": 0}, "batch_size"),
+    ({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"lr": math.nan}, "lr"), ({"beta": -0.1}, "beta"),
+    ({"warmup_epochs": -1}, "warmup_epochs"), ({"free_bits": -0.5}, "free_bits"),
+    ({"binarize": "yes"}, "binarize"), ({"kl": "exact"}, "kl"), ({"n_samples": 0}, "n_samples"),
+    ({"free_bits": 0.5, "loss_fn": elbo_loss}, "free_bits"),
+])
+def test_bad_hyperparameters_are_rejected(kwargs, match):
+    x, _ = make_data(16)
+    model = make_model()
+    before = params(model)
+    args = {"epochs": 1, **KW, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        fit(model, x, **args)
+    assert all(torch.equal(p, q) for p, q in zip(before, params(model), strict=True))
+
+
+@pytest.mark.parametrize(("data", "error", "match"), [
+    (torch.rand(10, 15), ValueError, r"shape \(batch, 16\)"),
+    (torch.rand(16), ValueError, "batch dimension"),
+    (torch.rand(0, 16), ValueError, "empty"),
+    (torch.rand(10, 16) * 2, ValueError, "outside"),
+    (torch.full((10, 16), math.inf), ValueError, "NaN or inf"),
+    (torch.ones(10, 16, dtype=torch.int64), TypeError, "uint8"),
+    ([[0.0] * 16], TypeError, "Tensor"),
+])
+def test_bad_data_is_rejected(data, error, match):
+    with pytest.raises(error, match=match):
+        fit(make_model(), data, epochs=1, **KW)
+
+
+def test_bad_test_data_is_rejected():
+    x, _ = make_data(16)
+    with pytest.raises(ValueError, match="test_x"):
+        fit(make_model(), x, torch.rand(4, 3), epochs=1, **KW)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache of trained models
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pretrained_trains_once_then_loads_identically(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAE_CORE_CACHE", str(tmp_path))
+    x, _ = make_data()
+    config = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+    m1, h1 = train.pretrained(config, x, x[:64], epochs=2, progress=False, device="cpu")
+    out1 = capsys.readouterr().out
+    assert len(list(tmp_path.glob("VAE-*.pt"))) == 1
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("fit was called on a cache hit")
+
+    monkeypatch.setattr(train, "fit", must_not_train)
+    m2, h2 = train.pretrained(config, x, x[:64], epochs=2, lr=1e-3, progress=False, device="cpu")
+    assert capsys.readouterr().out == out1 == ""
+    assert same_params(m1, m2) and h1 == h2
+    # the cached model is what an explicit seeded training gives
+    monkeypatch.undo()
+    ref = train.pretrained(config, x, x[:64], epochs=2, progress=False, cache_dir=tmp_path / "other",
+                           device="cpu")[0]
+    assert same_params(ref, m1)
+
+
+def test_cache_key_covers_what_changes_the_result():
+    x, _ = make_data()
+    cfg = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+
+    def key(config=cfg, data=x, **kw):
+        return train.cache_key(VAE, config, data, device="cpu", **{"epochs": 2, **kw})[0]
+
+    base = key()
+    # explicit defaults and arguments that do not change the result keep the key
+    assert key(lr=1e-3, batch_size=128, progress=False, checkpoint_path="x.pt") == base
+    different = [key(epochs=3), key(lr=2e-3), key(seed=1), key(beta=0.5), key(binarize="static"),
+                 key(config={**cfg, "z_dim": 3}), key(data=x.flip(0)), key(data=x[:-1]),
+                 train.cache_key(VAE, cfg, x, device="cpu", epochs=2, data_key="mnist-5k")[0]]
+    assert len({base, *different}) == len(different) + 1
+
+
+def test_corrupt_cache_file_is_retrained_with_a_warning(tmp_path):
+    x, _ = make_data()
+    config = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+    m1, _ = train.pretrained(config, x, epochs=1, progress=False, cache_dir=tmp_path, device="cpu")
+    (cached,) = tmp_path.glob("*.pt")
+    cached.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="retraining"):
+        m2, _ = train.pretrained(config, x, epochs=1, progress=False, cache_dir=tmp_path, device="cpu")
+    assert same_params(m1, m2)
+    assert load_checkpoint(cached)["epoch"] == 1
+
+
+def test_pretrained_rejects_unknown_class_and_model_argument(tmp_path):
+    x, _ = make_data(16)
+    with pytest.raises(ValueError, match="no model class"):
+        train.pretrained({}, x, model_class="Nope", epochs=1, cache_dir=tmp_path)
+    with pytest.raises(TypeError, match="model="):
+        train.pretrained({}, x, model=make_model(), epochs=1, cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------------
+
+
+def test_default_device_is_cuda_when_available():
+    assert train.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_is_seeded_and_resumable(tmp_path):
+    x, _ = make_data()
+    kw = dict(KW, device="cuda", warmup_epochs=1)
+    a, b = make_model(), make_model()
+    fit(a, x, x[:64], epochs=3, **kw)
+    fit(b, x, x[:64], epochs=3, **kw)
+    assert next(a.parameters()).is_cuda and same_params(a, b)
+    c = make_model()
+    fit(c, x, x[:64], epochs=1, checkpoint_path=tmp_path / "c.pt", **kw)
+    d = make_model()
+    fit(d, x, x[:64], epochs=3, checkpoint_path=tmp_path / "c.pt", resume=True, **kw)
+    assert same_params(a, d)
+
+
+def test_model_copy_is_untouched_by_fit_of_another():
+    x, _ = make_data()
+    a = make_model()
+    b = copy.deepcopy(a)
+    fit(a, x, epochs=1, **KW)
+    assert not same_params(a, b)

@@ -1,0 +1,74 @@
+# The two commands a reader needs: `make book` and `make test`. Everything installs itself into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+# Matplotlib and the notebooks must not try to open windows or reach the network.
+export MPLBACKEND := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+VENDOR := _vendor
+
+.PHONY: install assets book test unit nbval browser lint lab serve bench execute clean
+
+install: $(VENV)/.installed assets
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+# MathJax, require.js and the Jupyter widgets HTML manager, served by the book itself (no CDN).
+assets: $(VENDOR)/.copied
+
+$(VENDOR)/.copied: node_modules/.installed
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/requirejs
+	cp -r node_modules/mathjax/es5 $(VENDOR)/mathjax
+	cp node_modules/requirejs/require.js $(VENDOR)/requirejs/
+	cp -r node_modules/@jupyter-widgets/html-manager/dist $(VENDOR)/html-manager
+	rm -f $(VENDOR)/html-manager/*.map
+	touch $@
+
+# Executes the notebooks through jupyter-cache (an unchanged notebook is not re-run) and builds the
+# HTML into _build/html. Warnings are errors; the execution reports are kept when a build fails.
+book: install
+	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+
+# Unit tests, strict nbval over every notebook, then the browser tests of the built book.
+test: book
+	$(BIN)/python -m pytest tests -m "not browser"
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest tests -m browser
+	$(BIN)/ruff check .
+
+unit: install
+	$(BIN)/python -m pytest tests -m "not browser"
+
+lint: install
+	$(BIN)/ruff check .
+
+# Re-execute every notebook in a fresh kernel and store its outputs (run after editing a chapter).
+execute: install
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
+	done
+
+lab: install
+	$(BIN)/jupyter lab notebooks
+
+serve: book
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf _build $(VENDOR)

@@ -1,0 +1,44 @@
+"""Sphinx extension: keep every page of the book self-contained.
+
+- Drops repeated ``<script>`` entries (sphinx-thebe registers its inline config once per read phase,
+  which declares ``const THEBE_JS_URL`` twice and throws in the browser).
+- Warns — an error under ``-W`` — when a page would load a script or stylesheet from another host,
+  so a CDN dependency cannot slip into the build unnoticed.
+"""
+
+from __future__ import annotations
+
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+
+def _is_remote(name: object) -> bool:
+    return isinstance(name, str) and name.startswith(("http://", "https://", "//"))
+
+
+def _check_page(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    scripts = context.get("script_files")
+    if scripts is not None:
+        seen: set[tuple] = set()
+        unique = []
+        for js in scripts:
+            # An inline script may be registered with filename None once and "" once: same script.
+            name = getattr(js, "filename", js) or ""
+            key = (str(name), tuple(sorted(getattr(js, "attributes", {}).items())))
+            if key not in seen:
+                seen.add(key)
+                unique.append(js)
+        scripts[:] = unique
+    for asset in [*(scripts or []), *context.get("css_files", [])]:
+        name = getattr(asset, "filename", asset)
+        if _is_remote(name):
+            logger.warning("page %s would load %s from another host; serve it from _vendor/ instead",
+                           pagename, name)
+
+
+def setup(app: Sphinx) -> dict:
+    # Last (priority 990), after the handlers of other extensions that add scripts to the page.
+    app.connect("html-page-context", _check_page, priority=990)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

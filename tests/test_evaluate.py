@@ -1,0 +1,236 @@
+"""Tests for vae_core.evaluate against independent references: numerical integration of log p(x) for a
+1-D latent model (dense grid and scipy quad), torch.distributions' KL, numpy's variance, and the
+objectives module's estimators."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from torch.distributions import Normal, kl_divergence
+
+from vae_core import evaluate
+from vae_core.distributions import gaussian_kl
+from vae_core.models import VAE
+from vae_core.objectives import elbo, iwae_bound
+
+X_DIM = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads (and a loaded 2-core machine punishes them)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def one_d_model() -> VAE:
+    """A VAE(6, 16, 1) whose decoder is sharp enough (weights ×3) that q(z|x) is far from the true
+    posterior: its ELBO is > 1 nat below log p(x), so the IWAE tests below have something to close."""
+    torch.manual_seed(0)
+    model = VAE(X_DIM, 16, 1)
+    with torch.no_grad():
+        model.decoder_hidden.weight *= 3
+        model.to_x.weight *= 3
+    return model
+
+
+def binary_data(n: int = 32, d: int = X_DIM, seed: int = 1) -> torch.Tensor:
+    return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.5).float()
+
+
+def log_px_grid(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Oracle: log p(x) = log ∫ p(x|z) N(z; 0, 1) dz on a dense grid (Riemann sum, float64)."""
+    md = VAE(model.x_dim, model.h_dim, 1).double()
+    md.load_state_dict(model.state_dict())
+    z = torch.linspace(-12.0, 12.0, 48001, dtype=torch.float64)
+    with torch.no_grad():
+        log_lik = md.log_likelihood(x.double(), z[:, None, None].expand(-1, len(x), 1))  # (G, N)
+    log_prior = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+    return torch.logsumexp(log_lik + log_prior[:, None], 0) + math.log(float(z[1] - z[0]))
+
+
+def test_grid_oracle_agrees_with_scipy_quad():
+    model = one_d_model()
+    x = binary_data(3)
+    md = VAE(X_DIM, 16, 1).double()
+    md.load_state_dict(model.state_dict())
+    for i in range(3):
+        def integrand(z, i=i):
+            zt = torch.tensor([[z]], dtype=torch.float64)
+            with torch.no_grad():
+                ll = md.log_likelihood(x[i:i + 1].double(), zt)
+            return math.exp(float(ll) - 0.5 * z * z) / math.sqrt(2 * math.pi)
+        # the integrand has kinks where a decoder ReLU switches: tell quad where they are
+        w, b = md.decoder_hidden.weight.detach()[:, 0], md.decoder_hidden.bias.detach()
+        kinks = sorted(float(k) for k in -b / w if abs(k) < 12)
+        value, _ = integrate.quad(integrand, -12.0, 12.0, points=kinks, limit=500)  # mass beyond < e^-72
+        assert math.log(value) == pytest.approx(float(log_px_grid(model, x[i:i + 1])[0]), abs=1e-6)
+
+
+def test_iwae_at_large_k_converges_to_log_px_by_numerical_integration():
+    model = one_d_model()
+    x = binary_data()
+    log_px = log_px_grid(model, x)
+    gap = log_px - evaluate.test_elbo(model, x, n_samples=2000, reduction="none").elbo.double()
+    assert gap.mean() > 1.0  # the ELBO is far from log p(x) ...
+    iw = evaluate.iwae_log_likelihood(model, x, k=5000).double()
+    assert abs(float((iw - log_px).mean())) < 0.02  # ... and IWAE with k = 5000 closes the gap
+    assert float((iw - log_px).abs().max()) < 0.2
+
+
+def test_iwae_increases_with_k_in_expectation_and_stays_below_log_px():
+    model = one_d_model()
+    x = binary_data()
+    log_px = log_px_grid(model, x)
+    means = [float(torch.stack([evaluate.iwae_log_likelihood(model, x, k=k, seed=s) for s in range(10)])
+                   .double().mean()) for k in (1, 10, 100, 1000)]
+    assert means == sorted(means)
+    assert means[-1] <= float(log_px.mean()) + 0.01
+
+
+def test_iwae_is_above_the_elbo_on_average():
+    model = one_d_model()
+    x = binary_data(64)
+    assert evaluate.iwae_log_likelihood(model, x, k=50).mean() > evaluate.test_elbo(model, x, 100).elbo
+
+
+def test_iwae_at_k1_is_the_single_sample_mc_elbo():
+    """Same seed → same ε: IWAE with k = 1 is exactly the L^A estimate log p(x, z) − log q(z|x)."""
+    model = one_d_model()
+    x = binary_data()
+    iw = evaluate.iwae_log_likelihood(model, x, k=1, batch_size=len(x), seed=3)
+    with torch.no_grad():
+        mc = elbo(model, x, n_samples=1, kl="mc", generator=torch.Generator().manual_seed(3)).elbo
+    assert torch.allclose(iw, mc, atol=1e-5)
+    # and in expectation it equals the (analytic-KL) ELBO, within Monte-Carlo error
+    many = torch.stack([evaluate.iwae_log_likelihood(model, x, k=1, seed=s) for s in range(400)]).double()
+    target = evaluate.test_elbo(model, x, n_samples=4000).elbo.double()
+    se = many.mean(1).std() / math.sqrt(400)
+    assert abs(float(many.mean() - target)) < 4 * float(se) + 1e-3
+
+
+def test_iwae_matches_objectives_iwae_bound_with_the_same_noise():
+    model = one_d_model()
+    x = binary_data()
+    ours = evaluate.iwae_log_likelihood(model, x, k=300, batch_size=len(x), chunk_size=300, seed=5)
+    theirs = iwae_bound(model, x, k=300, chunk_size=300, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_iwae_is_chunk_size_independent_and_seeded():
+    torch.manual_seed(0)
+    model = VAE(20, 16, 3)
+    x = binary_data(40, 20)
+    ref = evaluate.iwae_log_likelihood(model, x, k=700, batch_size=16, chunk_size=700)
+    for chunk in (1, 7, 64, 699):
+        # same noise for every chunk size; only float rounding of the decoder batches may differ
+        assert torch.allclose(evaluate.iwae_log_likelihood(model, x, k=700, batch_size=16, chunk_size=chunk),
+                              ref, atol=1e-4, rtol=0)
+    assert torch.equal(evaluate.iwae_log_likelihood(model, x, k=700, batch_size=16, chunk_size=64),
+                       evaluate.iwae_log_likelihood(model, x, k=700, batch_size=16, chunk_size=64))
+    assert not torch.equal(ref, evaluate.iwae_log_likelihood(model, x, k=700, batch_size=16, seed=1))
+
+
+def test_iwae_with_k_5000_on_a_784_pixel_model_has_bounded_memory():
+    torch.manual_seed(0)
+    model = VAE(784, 32, 4)
+    x = binary_data(4, 784)
+    out = evaluate.iwae_log_likelihood(model, x, k=5000, batch_size=2, chunk_size=250)
+    assert out.shape == (4,) and torch.isfinite(out).all() and not out.requires_grad
+
+
+def test_active_units_finds_dimensions_whose_mean_ignores_x():
+    torch.manual_seed(0)
+    model = VAE(20, 16, 5)
+    with torch.no_grad():
+        model.to_mu.weight *= 5  # make the live dimensions clearly active
+        model.to_mu.weight[[1, 3]] = 0.0  # μ_1 and μ_3 are constants (their biases)
+    x = binary_data(500, 20)
+    count, activity = evaluate.active_units(model, x)
+    assert count == 3
+    assert torch.equal(activity[[1, 3]], torch.zeros(2))
+    assert (activity[[0, 2, 4]] > 1e-2).all()
+    with torch.no_grad():  # oracle: numpy's (population) variance of the posterior means
+        mu = model.encode(x)[0].double().numpy()
+    np.testing.assert_allclose(activity.numpy(), mu.var(axis=0), rtol=1e-5, atol=1e-9)
+    assert evaluate.active_units(model, x, threshold=float(activity.max()) + 1)[0] == 0
+
+
+def test_kl_per_dim_matches_torch_distributions_and_sums_to_the_kl_term():
+    torch.manual_seed(0)
+    model = VAE(20, 16, 5)
+    x = binary_data(300, 20)
+    per_dim = evaluate.kl_per_dim(model, x, batch_size=64)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        oracle = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).mean(0)
+        total = gaussian_kl(mu, logvar).mean()
+    assert per_dim.shape == (5,) and (per_dim >= 0).all()
+    assert torch.allclose(per_dim, oracle, atol=1e-5)
+    assert float(per_dim.sum()) == pytest.approx(float(total), rel=1e-5)
+    assert float(per_dim.sum()) == pytest.approx(float(evaluate.test_elbo(model, x).kl), rel=1e-5)
+
+
+def test_test_elbo_terms_reductions_and_estimators():
+    torch.manual_seed(0)
+    model = VAE(20, 16, 3)
+    x = binary_data(200, 20)
+    per = evaluate.test_elbo(model, x, reduction="none", batch_size=64)
+    mean = evaluate.test_elbo(model, x, batch_size=64)
+    assert per.elbo.shape == (200,) and mean.elbo.dim() == 0
+    assert torch.allclose(per.elbo, per.rec - per.kl)
+    assert torch.allclose(mean.elbo, per.elbo.mean())
+    assert torch.equal(evaluate.test_elbo(model, x, seed=4).elbo, evaluate.test_elbo(model, x, seed=4).elbo)
+    # L^A and L^B estimate the same ELBO
+    a = evaluate.test_elbo(model, x, n_samples=500, kl="analytic").elbo
+    b = evaluate.test_elbo(model, x, n_samples=500, kl="mc").elbo
+    assert float(a) == pytest.approx(float(b), abs=0.05)
+    # uint8 images are accepted (divided by 255), and nothing carries gradients
+    u8 = (x * 255).to(torch.uint8)
+    assert torch.allclose(evaluate.test_elbo(model, u8).elbo, evaluate.test_elbo(model, x).elbo)
+    assert not mean.elbo.requires_grad
+
+
+def test_evaluation_leaves_the_global_rng_alone():
+    model = one_d_model()
+    x = binary_data()
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    evaluate.iwae_log_likelihood(model, x, k=10)
+    evaluate.test_elbo(model, x)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda m, x: evaluate.iwae_log_likelihood(m, x, k=0), "k must be"),
+    (lambda m, x: evaluate.iwae_log_likelihood(m, x, k=5, chunk_size=0), "chunk_size"),
+    (lambda m, x: evaluate.iwae_log_likelihood(m, x, batch_size=0), "batch_size"),
+    (lambda m, x: evaluate.test_elbo(m, x, n_samples=0), "n_samples"),
+    (lambda m, x: evaluate.test_elbo(m, x, kl="exact"), "kl"),
+    (lambda m, x: evaluate.test_elbo(m, x, reduction="sum"), "reduction"),
+    (lambda m, x: evaluate.active_units(m, x, threshold=-1.0), "threshold"),
+    (lambda m, x: evaluate.active_units(m, x[:1]), "at least 2"),
+    (lambda m, x: evaluate.kl_per_dim(m, x[:, :3]), r"shape \(batch, 6\)"),
+    (lambda m, x: evaluate.test_elbo(m, x * 3), "outside"),
+    (lambda m, x: evaluate.iwae_log_likelihood(m, x * math.nan, k=2), "NaN"),
+])
+def test_bad_input_gives_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(one_d_model(), binary_data(4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_evaluation_runs_on_the_models_device():
+    model = one_d_model().cuda()
+    x = binary_data()
+    iw = evaluate.iwae_log_likelihood(model, x, k=5000)
+    assert iw.is_cuda
+    assert abs(float((iw.cpu().double() - log_px_grid(model.cpu(), x)).mean())) < 0.02
+    model.cuda()
+    assert evaluate.kl_per_dim(model, x).is_cuda and evaluate.active_units(model, x)[1].is_cuda

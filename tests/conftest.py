@@ -1,0 +1,20 @@
+"""Shared pytest fixtures (kept minimal)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one intra-op thread, restoring the previous setting afterwards.
+
+    The unit tests use tiny tensors, where extra threads add only synchronisation overhead; on a busy
+    CPU that overhead can make a test many times slower. Opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

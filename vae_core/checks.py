@@ -6,6 +6,8 @@ Used by: :mod:`vae_core.models`, :mod:`vae_core.objectives`, :mod:`vae_core.trai
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -27,6 +29,8 @@ def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str 
             f"{name} must have shape (batch, {x_dim}), got {tuple(x.shape)}; "
             f"flatten images with x.reshape(len(x), -1)"
         )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one example")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     if unit_interval and (x.min() < 0 or x.max() > 1):
@@ -38,15 +42,25 @@ def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str 
 
 
 def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    """Check that ``value`` is an int ≥ ``minimum`` (e.g. z_dim, k, n_samples)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Check that ``value`` is an integer ≥ ``minimum`` (e.g. z_dim, k, n_samples); return it as an int.
+
+    Python ints and integer scalars that support ``__index__`` (``numpy.int64``, e.g. from
+    ``np.arange``) are accepted; bools, floats (even 3.0) and strings are not.
+    """
+    if isinstance(value, bool) or not hasattr(type(value), "__index__") or isinstance(value, Tensor):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    as_int = operator.index(value)
+    if as_int < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return as_int
 
 
 def check_non_negative(value: float, name: str) -> float:
     """Check that ``value`` is a finite float ≥ 0 (e.g. β, free bits)."""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a finite number >= 0, got {value!r}") from err
     if not (value >= 0.0) or value == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return value

@@ -44,6 +44,8 @@ def test_elbo(model: nn.Module, x: Tensor | np.ndarray, n_samples: int = 1, batc
     x: (N, x_dim) in [0, 1] (or uint8 images). n_samples: z samples per example (Monte Carlo over
     the reconstruction term; and the KL too if kl="mc"). reduction: "mean" → :class:`ElboTerms` of 0-d
     tensors (means over the N examples); "none" → each term (N,). Deterministic given ``seed``.
+
+    Used by: chapters 4 (final test ELBO) and 6 (ELBO vs IWAE).
     """
     check_positive_int(n_samples, "n_samples")
     check_positive_int(batch_size, "batch_size")
@@ -77,6 +79,8 @@ def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000,
     ``chunk_size`` samples, so peak memory is O(chunk_size · batch_size · x_dim) whatever k is. The
     noise does not depend on ``chunk_size``: results for different chunk sizes agree up to float
     rounding. Deterministic given ``seed``. Returns (N,) in nats.
+
+    Used by: chapter 6 (k = 1 … 5000), benchmarks (evaluation speed and memory).
     """
     check_positive_int(k, "k")
     check_positive_int(batch_size, "batch_size")
@@ -112,6 +116,8 @@ def active_units(model: nn.Module, x: Tensor | np.ndarray, threshold: float = 1e
     The activity of j is the variance over the data of the posterior mean μ_j(x) (population
     variance, divided by N): a unit whose posterior mean does not move with x carries no information.
     x: (N, x_dim) in [0, 1] with N ≥ 2. Returns (number of active units, activity per dim (z_dim,)).
+
+    Used by: chapter 6 (active units, posterior collapse).
     """
     check_non_negative(threshold, "threshold")
     check_positive_int(batch_size, "batch_size")
@@ -129,6 +135,8 @@ def kl_per_dim(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 1000)
 
     Returns (z_dim,); its sum is the mean KL term of the ELBO (analytic). Dimensions with KL ≈ 0 are
     collapsed onto the prior; sorting by KL gives the most informative dimensions (chapter 5).
+
+    Used by: chapters 5 (traversals of the top dimensions) and 6 (KL per dimension, free bits).
     """
     check_positive_int(batch_size, "batch_size")
     x = _prepare(model, x)

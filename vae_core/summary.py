@@ -23,7 +23,10 @@ from .train import elbo_loss
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (all, or only those with ``requires_grad``)."""
+    """Number of scalar parameters (all, or only those with ``requires_grad``).
+
+    Used by: chapter 4 (model size), :func:`model_summary`.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -46,6 +49,8 @@ def flops_per_example(model: nn.Module, x_dim: int | None = None, batch_size: in
 
     Returns {"forward", "backward", "forward_backward": FLOPs per example (float),
     "by_operator": {"forward": {op: FLOPs per example}, "backward": {...}}}.
+
+    Used by: chapter 4 (FLOP count), benchmarks (FLOPs per epoch for the roofline).
     """
     model = copy.deepcopy(model)
     device = _device(model)
@@ -87,6 +92,8 @@ def model_summary(model: nn.Module, x_dim: int | None = None) -> str:
         ...
         total                                 652,824
         FLOPs per example (torch FlopCounterMode): forward 1.30 M, forward+backward 3.28 M
+
+    Used by: chapter 4.
     """
     rows = []
     for name, module in model.named_modules():

@@ -77,7 +77,11 @@ class LossFn(Protocol):
     training device, y: (batch,) labels or None, β_eff the warmed-up β of this step and g the seeded
     generator to draw noise from. Returns ``(loss, terms)``: a scalar to minimise (mean over the batch)
     and a mapping of per-example terms, each (batch,) in nats (e.g. ``{"elbo", "rec", "kl"}``), whose
-    epoch means go into :class:`History`. Wrap other signatures in a small function or lambda.
+    epoch means go into :class:`History`. Wrap other signatures in a small function, e.g. for a
+    conditional VAE ``lambda m, x, y, *, beta, generator: elbo_loss(m.given(y), x, beta=beta,
+    generator=generator)``; a 0-d term is taken as the batch mean.
+
+    Used by: chapter 7 (conditional VAE, M2).
     """
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, *, beta: float,
@@ -100,6 +104,8 @@ class History:
         binarization and fixed noise, so epochs are comparable); empty when no test set was given.
     beta: β_eff at the last step of each epoch (shows the warm-up schedule).
     seconds: wall-clock seconds of each epoch (training + test evaluation).
+
+    Used by: chapters 4 and 6 (training curves), benchmarks.
     """
 
     train: dict[str, list[float]] = field(default_factory=dict)
@@ -173,8 +179,13 @@ def _prepare_labels(y: Tensor | np.ndarray | None, n: int, name: str, device: to
 
 
 def _binarize(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Bernoulli-resample pixels (1 with probability = intensity). x: (batch, D) in [0, 1]."""
-    return torch.bernoulli(x, generator=generator)
+    """Bernoulli-resample pixels: 1 with probability = intensity. x: (batch, D) in [0, 1].
+
+    Drawn as ``U < x`` with U ~ Uniform[0, 1) (exactly Bernoulli(x); 0 stays 0 and 1 stays 1), which
+    on a CPU is about 3× faster than ``torch.bernoulli(x)`` — it runs at every training step.
+    """
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (u < x).to(x.dtype)
 
 
 def warmup_beta(step: int, beta: float, warmup_steps: float) -> float:
@@ -203,6 +214,8 @@ def elbo_loss(model: nn.Module, x: Tensor, y: Tensor | None = None, *, beta: flo
     model: a VAE-like model (``encode``/``log_likelihood``). x: (batch, x_dim) in [0, 1].
     y must be None (use a custom ``loss_fn`` for conditional models). Returns
     (scalar loss, {"elbo", "rec", "kl"} each (batch,) in nats).
+
+    Used by: :func:`fit` (default loss), chapter 6 (free bits against posterior collapse).
     """
     if y is not None:
         raise ValueError("the default ELBO loss takes no labels; pass loss_fn=... to fit a "
@@ -343,6 +356,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     Returns the checkpoint dict (``history`` as a plain dict: use :meth:`History.from_dict`).
     Raises FileNotFoundError if the file is missing, :class:`CheckpointError` for a corrupt, foreign,
     unsafe or mismatched file.
+
+    Used by: :func:`fit` (resume), :func:`pretrained`, appendix (reproducibility).
     """
     path = Path(path)
     if not path.is_file():
@@ -553,6 +568,8 @@ def fit(
         ValueError/TypeError for bad hyperparameters or data (before any training);
         FloatingPointError naming epoch and step if the loss becomes NaN or inf (the checkpoint of
         the last completed epoch is left intact); :class:`CheckpointError` for an unusable checkpoint.
+
+    Used by: chapters 4-7 (directly or through :func:`pretrained`), benchmarks (issue 7, "B").
     """
     _validate_hparams(epochs, batch_size, lr, beta, warmup_epochs, free_bits, binarize, kl, n_samples)
     if resume and checkpoint_path is None:

@@ -137,6 +137,15 @@ def global_rng_loss(model, x, y, *, beta, generator):
     return -(rec - beta * kl).mean(), {"elbo": rec - kl, "rec": rec, "kl": kl}
 
 
+@pytest.mark.parametrize("loss_fn", [None, global_rng_loss], ids=["generator-noise", "global-rng-noise"])
+def test_evaluating_a_test_set_does_not_change_training(loss_fn):
+    x, _ = make_data()
+    a, b = make_model(), make_model()
+    fit(a, x, epochs=2, loss_fn=loss_fn, **KW)
+    h = fit(b, x, x[:100], epochs=2, loss_fn=loss_fn, **KW)
+    assert same_params(a, b) and len(h.test["elbo"]) == 2
+
+
 class Interrupt(Exception):
     pass
 

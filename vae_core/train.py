@@ -491,17 +491,20 @@ def _accumulate(sums: dict[str, Tensor], terms: Mapping[str, Tensor], n: int) ->
 @torch.no_grad()
 def _evaluate_terms(model: nn.Module, loss_fn: Callable[..., Any], x: Tensor, y: Tensor | None, beta: float,
                     generator: torch.Generator, seed: int) -> dict[str, float]:
-    """Means over x of the loss terms, with the noise generator re-seeded (same noise every epoch)."""
+    """Means over x of the loss terms. The noise generator and the global RNG are re-seeded inside a
+    private RNG scope: the same noise every epoch, and training draws the same random numbers
+    whether or not a test set is evaluated."""
     was_training = model.training
     model.eval()
     generator.manual_seed(seed)
     sums: dict[str, Tensor] = {}
-    for start in range(0, len(x), EVAL_BATCH_SIZE):
-        xb = x[start:start + EVAL_BATCH_SIZE]
-        yb = None if y is None else y[start:start + EVAL_BATCH_SIZE]
-        loss, terms = loss_fn(model, xb, yb, beta=beta, generator=generator)
-        _accumulate(sums, {"loss": loss.reshape(())}, len(xb))
-        _accumulate(sums, terms, len(xb))
+    with _private_global_rng(seed, x.device):
+        for start in range(0, len(x), EVAL_BATCH_SIZE):
+            xb = x[start:start + EVAL_BATCH_SIZE]
+            yb = None if y is None else y[start:start + EVAL_BATCH_SIZE]
+            loss, terms = loss_fn(model, xb, yb, beta=beta, generator=generator)
+            _accumulate(sums, {"loss": loss.reshape(())}, len(xb))
+            _accumulate(sums, terms, len(xb))
     model.train(was_training)
     keys = list(sums)
     values = torch.stack([sums[k] for k in keys]).double().div(len(x)).tolist()

@@ -27,7 +27,14 @@ averaging n of them divides the variance by n. Closed-form true gradients are gi
 functions, and closed-form single-sample variances for f(x) = (x − k)²; tests check the estimators
 against those and against quadrature.
 
-:func:`encoder_gradient_variance` measures the same comparison on the encoder of a real VAE.
+:func:`quadrature_variances` gives the true gradient and both single-sample variances for any
+differentiable f by deterministic quadrature (no sampling), the reference the Monte-Carlo numbers are
+checked against.
+
+:func:`encoder_gradient_variance` measures the same comparison on the encoder of a real VAE, and
+:func:`score_function_elbo_loss` is a training loss for :func:`vae_core.train.fit` whose encoder
+gradient is the score-function one (optionally with a leave-one-out baseline), to compare training
+curves.
 
 With the same ``generator`` seed, :func:`score_function_grad` and :func:`pathwise_grad` draw the same
 ε, so they can be compared sample by sample (common random numbers).
@@ -317,6 +324,116 @@ def cosine_true_grad(mu: float, sigma: float, k: float) -> tuple[float, float]:
     return -k * math.sin(k * mu) * damp, -(k**2) * sigma * math.cos(k * mu) * damp
 
 
+class EstimatorVariances(NamedTuple):
+    """True gradient of E_{N(μ,σ²)}[f] and the single-sample variances of both estimators of it.
+
+    grad_mu, grad_sigma: the true ∂/∂μ and ∂/∂σ (units of f per unit of μ, σ);
+    score_*, pathwise_*: single-sample variances (squared units). Same field names as
+    :class:`QuadraticVariances` for the variances.
+    """
+
+    grad_mu: float
+    grad_sigma: float
+    score_mu: float
+    score_sigma: float
+    pathwise_mu: float
+    pathwise_sigma: float
+
+
+def quadrature_variances(
+    f: Callable[[Tensor], Tensor],
+    mu: float,
+    sigma: float,
+    baseline: float | str | None = None,
+    n: int | None = None,
+    half_width: float = 12.0,
+    n_points: int = 200_001,
+) -> EstimatorVariances:
+    r"""Exact (to quadrature accuracy) variances of both estimators of ∇_{μ,σ} E_{x~N(μ,σ²)}[f(x)].
+
+    Every quantity is an expectation over ε ~ N(0, 1) of a function of x = μ + σ ε:
+
+    - true gradient g = (E[f'(x)], E[f'(x) ε])  (the pathwise estimator is unbiased);
+    - pathwise variances  E[f'(x)²] − g_μ²  and  E[f'(x)² ε²] − g_σ²;
+    - score-function variances  E[(f(x) − b)² ε²/σ²] − g_μ²  and  E[(f(x) − b)² (ε² − 1)²/σ²] − g_σ²
+      (b = 0 without baseline; the mean of the score is g whatever b is).
+
+    Each expectation ∫ h(ε) φ(ε) dε is computed by composite Simpson's rule on ``n_points`` equally
+    spaced points of [−half_width, half_width] (the mass of φ outside ±12 is below 1e-32). f' comes from
+    autograd on the grid, so f is given once, as the same torch function the Monte-Carlo estimators
+    use. The default grid (spacing 1.2e-4) resolves oscillations such as cos(kx) up to k σ ≈ 1000.
+
+    With ``baseline="mean"`` (leave-one-out mean over ``n`` samples, as :func:`score_function_grad`)
+    the score variances are those for b = E f plus Var f / (n − 1) · E[score²], where
+    E[score_μ²] = 1/σ² and E[score_σ²] = 2/σ² (derivation in :func:`quadratic_variances`).
+
+    Args:
+        f: vectorised elementwise torch function, differentiable (float64 Tensor (m,) -> (m,)).
+        mu, sigma: parameters of the Gaussian (sigma > 0).
+        baseline: None, a float b, or "mean" (then ``n`` ≥ 2 is required); affects the score function.
+        n: samples sharing a leave-one-out baseline.
+        half_width, n_points: the ε-grid (n_points odd, ≥ 3).
+
+    Returns:
+        :class:`EstimatorVariances`.
+
+    Used by: chapter 3 (variance against k for (x − k)², exp(−k x²), cos(k x)).
+    """
+    mu, sigma = _check_gaussian_params(mu, sigma)
+    check_positive_int(n_points, "n_points", minimum=3)
+    if n_points % 2 == 0:
+        raise ValueError(f"Simpson's rule needs an odd number of points, got n_points={n_points}")
+    if not (half_width > 0) or not math.isfinite(half_width):
+        raise ValueError(f"half_width must be a finite number > 0, got {half_width!r}")
+    if isinstance(baseline, str):
+        if baseline != "mean":
+            raise ValueError(f"baseline must be None, a float or 'mean', got {baseline!r}")
+        if n is None:
+            raise ValueError("baseline='mean' needs the number of samples n (>= 2)")
+        check_positive_int(n, "n", minimum=2)
+    elif baseline is not None:
+        baseline = float(baseline)
+        if not math.isfinite(baseline):
+            raise ValueError(f"a constant baseline must be finite, got {baseline!r}")
+
+    eps = torch.linspace(-half_width, half_width, n_points, dtype=torch.float64)
+    h = 2.0 * half_width / (n_points - 1)
+    simpson = torch.ones(n_points, dtype=torch.float64)
+    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+    weights = simpson * (h / 3.0) * torch.exp(-0.5 * eps**2) / math.sqrt(2.0 * math.pi)
+
+    def expect(values: Tensor) -> float:
+        return float((weights * values).sum())
+
+    x = (mu + sigma * eps).requires_grad_(True)
+    with torch.enable_grad():
+        fx = _evaluate(f, x)
+        if not fx.requires_grad:
+            raise ValueError("f must be differentiable with torch operations")
+        (fprime,) = torch.autograd.grad(fx.sum(), x)
+    fx = fx.detach().to(torch.float64)
+    fprime = fprime.detach()
+    g_mu, g_sigma = expect(fprime), expect(fprime * eps)
+    path_mu = expect(fprime**2) - g_mu**2
+    path_sigma = expect(fprime**2 * eps**2) - g_sigma**2
+
+    score_mu2, score_sigma2 = eps**2 / sigma**2, (eps**2 - 1.0) ** 2 / sigma**2
+    extra_mu = extra_sigma = 0.0
+    if baseline is None:
+        b = 0.0
+    elif isinstance(baseline, str):
+        b = expect(fx)  # E f; the spread of the leave-one-out mean around it is added below
+        var_f = expect((fx - b) ** 2)
+        extra_mu = var_f / (n - 1) / sigma**2
+        extra_sigma = var_f / (n - 1) * 2.0 / sigma**2
+    else:
+        b = baseline
+    centred2 = (fx - b) ** 2
+    score_mu = expect(centred2 * score_mu2) - g_mu**2 + extra_mu
+    score_sigma = expect(centred2 * score_sigma2) - g_sigma**2 + extra_sigma
+    return EstimatorVariances(g_mu, g_sigma, score_mu, score_sigma, path_mu, path_sigma)
+
+
 # --------------------------------------------------------------------------------------------------
 # A real VAE encoder
 # --------------------------------------------------------------------------------------------------
@@ -448,9 +565,71 @@ def encoder_gradient_variance(
     }
 
 
+def score_function_elbo_loss(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    beta: float = 1.0,
+    generator: torch.Generator | None = None,
+    n_samples: int = 1,
+    baseline: str | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""A training loss for :func:`vae_core.train.fit` whose encoder gradient is the score-function one.
+
+    The pathwise loss (:func:`vae_core.train.elbo_loss`) lets gradients flow through
+    z = μ_φ(x) + σ_φ(x) ε. Here z is drawn with **no gradient path**, and the encoder learns from the
+    surrogate (per example, S = ``n_samples`` draws z_s ~ q_φ(z|x), r_s = log p_θ(x|z_s)):
+
+        (1/S) Σ_s [ log p_θ(x|z_s) + (r_s − b_s)·log q_φ(z_s|x) ] − β · KL(q_φ(z|x) ‖ N(0, I)),
+
+    with r_s and b_s treated as constants. Its gradient is, with respect to
+    the decoder θ: (1/S) Σ_s ∇_θ log p_θ(x|z_s) — the same as the pathwise loss (z does not depend on θ);
+    the encoder φ: (1/S) Σ_s (r_s − b_s) ∇_φ log q_φ(z_s|x) − β ∇_φ KL, the score-function (REINFORCE)
+    estimator of ∇_φ E_q[log p(x|z)] plus the exact gradient of the analytic KL (estimator L^B).
+    Both are unbiased, so in expectation this is the gradient of the β-ELBO; only the variance differs.
+
+    Args:
+        model: a VAE-like model (``encode``/``log_likelihood``, see :mod:`vae_core.models`).
+        x: (batch, x_dim) in [0, 1]. y: must be None.
+        beta: weight of the KL term (β_eff from ``fit``'s warm-up).
+        generator: source of the noise (``fit`` passes its seeded generator).
+        n_samples: S ≥ 1 draws per example (S ≥ 2 for ``baseline="mean"``).
+        baseline: None (b = 0, plain REINFORCE) or "mean": the leave-one-out mean
+            b_s = Σ_{t≠s} r_t / (S − 1) of the *same example's* other draws (unbiased: b_s does not depend
+            on z_s; this is the "RLOO" estimator).
+
+    Returns:
+        (scalar loss = −mean over the batch of the surrogate, {"elbo", "rec", "kl"} each (batch,) in
+        nats: the ordinary single-/multi-sample ELBO terms, directly comparable with ``elbo_loss``).
+
+    Used by: chapter 3 (training with the score function vs the pathwise estimator).
+    """
+    if y is not None:
+        raise ValueError("score_function_elbo_loss takes no labels")
+    check_positive_int(n_samples, "n_samples")
+    if baseline not in (None, "mean"):
+        raise ValueError(f"baseline must be None or 'mean', got {baseline!r}")
+    if baseline == "mean" and n_samples < 2:
+        raise ValueError("baseline='mean' (leave-one-out) needs n_samples >= 2")
+    mu, logvar = model.encode(x)
+    with torch.no_grad():
+        z = reparameterize(mu, logvar, n_samples, generator)  # (S, batch, z_dim), no path to phi
+    log_q = gaussian_log_prob(z, mu, logvar)  # (S, batch): depends on phi through mu, logvar
+    log_lik = model.log_likelihood(x, z)  # (S, batch): depends on theta only
+    reward = log_lik.detach()
+    if baseline == "mean":
+        reward = reward - (reward.sum(0, keepdim=True) - reward) / (n_samples - 1)
+    kl = gaussian_kl(mu, logvar)  # (batch,)
+    surrogate = (log_lik + reward * log_q).mean(0) - beta * kl
+    rec = log_lik.detach().mean(0)
+    return -surrogate.mean(), {"elbo": rec - kl.detach(), "rec": rec, "kl": kl.detach()}
+
+
 __all__ = [
     "ESTIMATORS",
     "EstimatorStats",
+    "EstimatorVariances",
     "GradientStats",
     "QuadraticVariances",
     "cosine_true_grad",
@@ -460,5 +639,7 @@ __all__ = [
     "pathwise_grad",
     "quadratic_true_grad",
     "quadratic_variances",
+    "quadrature_variances",
+    "score_function_elbo_loss",
     "score_function_grad",
 ]

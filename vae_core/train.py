@@ -672,8 +672,8 @@ def fit(
                     save_checkpoint(checkpoint_path, model, optimizer, history, epoch=epoch + 1,
                                     extra={"global_step": global_step, "fit_settings": settings,
                                            "rng": _rng_state(generator, device)})
-                bar.update(1)
                 bar.set_postfix(_postfix(history), refresh=False)
+                bar.update(1)
     finally:
         bar.close()
         model.train(was_training)
@@ -843,8 +843,8 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
             history = History.from_dict(ckpt["history"])
             model.to(device)
             bar = _progress_bar(history.epochs, 0, fit_kwargs.get("progress", True))
-            bar.update(history.epochs)
             bar.set_postfix(_postfix(history), refresh=False)
+            bar.update(history.epochs)
             bar.close()
             return model, history
     history = fit(model, train_x, test_x, **fit_kwargs)

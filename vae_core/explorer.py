@@ -273,7 +273,8 @@ def decoder_forward(payload: dict, z: Tensor | np.ndarray) -> np.ndarray:
     zz = np.atleast_2d(np.asarray(torch.as_tensor(z, dtype=torch.float64).cpu()))
     hidden = np.maximum(zz @ w["decoder_hidden.weight"].T + w["decoder_hidden.bias"], 0.0)
     logits = hidden @ w["to_x.weight"].T + w["to_x.bias"]
-    return 1.0 / (1.0 + np.exp(-logits))
+    with np.errstate(over="ignore"):  # exp(-logit) = inf gives 0, exactly as in JavaScript
+        return 1.0 / (1.0 + np.exp(-logits))
 
 
 def probe_codes(z_dim: int, n: int = 2048, spread: float = 2.0, seed: int = 0) -> Tensor:

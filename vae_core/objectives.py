@@ -70,6 +70,7 @@ def loss(model: nn.Module, x: Tensor, beta: float = 1.0, kl: str = "analytic",
 def log_weights(model: nn.Module, x: Tensor, k: int,
                 generator: torch.Generator | None = None) -> Tensor:
     """Importance log-weights log p(x, z_i) − log q(z_i|x), z_i ~ q(z|x): shape (k, batch)."""
+    check_positive_int(k, "k")
     mu, logvar = model.encode(x)
     z = reparameterize(mu, logvar, k, generator)
     return model.log_likelihood(x, z) + gaussian_log_prob(z) - gaussian_log_prob(z, mu, logvar)

@@ -305,10 +305,19 @@ def _bad_model_and_x():
 
 
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
-def test_iwae_rejects_bad_k(k):
+def test_iwae_and_log_weights_reject_bad_k(k):
     model, x = _bad_model_and_x()
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         iwae_bound(model, x, k=k)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        log_weights(model, x, k)
+
+
+def test_iwae_accepts_numpy_integer_k():
+    model, x = _bad_model_and_x()
+    ks = np.array([1, 3])
+    a = iwae_bound(model, x, k=ks[1], generator=_gen(80))
+    torch.testing.assert_close(a, iwae_bound(model, x, k=3, generator=_gen(80)), rtol=0, atol=0)
 
 
 def test_iwae_rejects_bad_chunk_size():

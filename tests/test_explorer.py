@@ -20,6 +20,8 @@ from torch import nn
 from vae_core import explorer as ex
 from vae_core.models import VAE
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only add overhead
+
 PIXEL = 1.0 / 255.0
 
 
@@ -195,16 +197,24 @@ PAGE = """<!doctype html>
 
 
 def _canvas_gray(page, element_id: str, scale: int) -> np.ndarray:
-    """The canvas as (28*scale, 28*scale) grey levels (R channel; checks R = G = B, alpha = 255)."""
-    rgba = page.evaluate(
+    """The canvas as (28*scale, 28*scale) grey levels (R channel), checking R = G = B and alpha = 255.
+
+    The page packs the R bytes into base64 (a JSON list of every RGBA byte is slow to ship on a busy CPU).
+    """
+    ok, b64 = page.evaluate(
         """([id]) => { const c = document.getElementById(id).querySelector("canvas");
-             return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data); }""",
+             const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+             let ok = true, s = "";
+             for (let i = 0; i < d.length; i += 4) {
+               if (d[i] !== d[i + 1] || d[i] !== d[i + 2] || d[i + 3] !== 255) { ok = false; }
+               s += String.fromCharCode(d[i]);
+             }
+             return [ok, btoa(s)]; }""",
         [element_id],
     )
-    rgba = np.asarray(rgba, dtype=np.int64).reshape(28 * scale, 28 * scale, 4)
-    assert np.all(rgba[..., 0] == rgba[..., 1]) and np.all(rgba[..., 1] == rgba[..., 2])
-    assert np.all(rgba[..., 3] == 255)
-    return rgba[..., 0]
+    assert ok, "canvas pixels are not opaque grey"
+    gray = np.frombuffer(base64.b64decode(b64), dtype=np.uint8).astype(np.int64)
+    return gray.reshape(28 * scale, 28 * scale)
 
 
 def _check_explorer(page, element_id: str, model: VAE, z: torch.Tensor, payload: dict, scale: int) -> None:

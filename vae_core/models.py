@@ -407,9 +407,10 @@ class M2(ConditionalVAE):
     labels, so Kingma et al. add α · E_labelled[−log q(y|x)].
 
     Args:
-        x_dim, h_dim, z_dim, n_classes, likelihood: as :class:`ConditionalVAE`; the defaults
-            (one hidden layer of 500 units, 50 latent dimensions) follow Kingma et al.'s M2.
-            The classifier is an MLP x_dim -> h_dim (ReLU) -> n_classes logits.
+        x_dim, h_dim, z_dim, n_classes, likelihood: as :class:`ConditionalVAE`. The defaults
+            (500 hidden units, 50 latent dimensions) are the sizes Kingma et al. report for M2;
+            they use softplus units, we use ReLU like the other models here. The classifier is an
+            MLP x_dim -> h_dim (ReLU) -> n_classes logits.
         alpha: weight of the mean labelled cross-entropy in :meth:`loss` (≥ 0). See :meth:`loss`
             for how it relates to the paper's α = 0.1·N and why the default is 1.
 

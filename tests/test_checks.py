@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core import checks
 from vae_core.checks import check_batch, check_non_negative, check_positive_int
 
 # ------------------------------------------------------------------------------------ check_batch
@@ -73,6 +74,29 @@ def test_check_batch_rejects_values_outside_unit_interval(value):
 def test_check_batch_names_the_argument():
     with pytest.raises(ValueError, match="^x_test contains NaN"):
         check_batch(torch.full((1, 2), float("nan")), 2, name="x_test")
+
+
+def test_trusted_values_skip_only_the_value_checks_and_end_with_the_block():
+    bad_values = [torch.full((1, 2), float("nan")), torch.tensor([[2.0, -1.0]])]
+    with checks._trusted_values():
+        for x in bad_values:  # values are not read (fit validated its data once, up front)...
+            assert check_batch(x, 2) is x
+        with pytest.raises(TypeError, match="must be a float tensor"):  # ...but type and shape are
+            check_batch(torch.zeros(1, 2, dtype=torch.uint8), 2)
+        with pytest.raises(ValueError, match=r"must have shape \(batch, 3\)"):
+            check_batch(torch.zeros(1, 2), 3)
+        with pytest.raises(ValueError, match="empty batch"):
+            check_batch(torch.zeros(0, 2), 2)
+        with checks._trusted_values():  # nests
+            assert check_batch(bad_values[0], 2) is bad_values[0]
+        assert check_batch(bad_values[0], 2) is bad_values[0]  # inner exit keeps the outer block
+    for x in bad_values:  # checked again after the block
+        with pytest.raises(ValueError):
+            check_batch(x, 2)
+    with pytest.raises(RuntimeError, match="boom"), checks._trusted_values():  # and after an error
+        raise RuntimeError("boom")
+    with pytest.raises(ValueError, match="NaN"):
+        check_batch(bad_values[0], 2)
 
 
 # ----------------------------------------------------------------------------- check_positive_int

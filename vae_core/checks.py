@@ -6,16 +6,41 @@ Used by: :mod:`vae_core.models`, :mod:`vae_core.objectives`, :mod:`vae_core.trai
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
+
+_VALUES_TRUSTED: ContextVar[bool] = ContextVar("vae_core_values_trusted", default=False)
+
+
+@contextlib.contextmanager
+def _trusted_values() -> Iterator[None]:
+    """Private: inside this block :func:`check_batch` checks type and shape only, and skips the value
+    checks (NaN/inf, the [0, 1] range), which read every element and, on a GPU, each wait for the
+    device (a host-device synchronisation).
+
+    For a caller that has already checked the values once, such as :func:`vae_core.train.fit`: its
+    batches are slices, or Bernoulli draws, of data that ``prepare_data`` checked up front, so checking
+    them again at every step only costs time (about 5% of a CPU training step, measured by
+    ``benchmarks/``; six host syncs per step on CUDA). Not for user code: an unchecked NaN gives a NaN
+    loss instead of a clear error. Nests, and is local to the thread / async task (a ContextVar).
+    """
+    token = _VALUES_TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_TRUSTED.reset(token)
 
 
 def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str = "x") -> Tensor:
     """Check that x is a finite float batch of shape (batch, x_dim), in [0, 1] if ``unit_interval``.
 
     Returns x unchanged. Raises TypeError/ValueError naming what is wrong and how to fix it.
+    Inside :func:`_trusted_values` (fit's training loop) only the type and shape are checked.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -31,6 +56,8 @@ def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str 
         )
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one example")
+    if _VALUES_TRUSTED.get():
+        return x
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     if unit_interval and (x.min() < 0 or x.max() > 1):

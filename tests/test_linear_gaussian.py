@@ -62,6 +62,26 @@ def test_log_marginal_matches_quadrature_over_z():
         assert model.log_marginal(row[None]).item() == pytest.approx(math.log(value), abs=1e-9)
 
 
+def test_prior_sampling_moment_ratio_matches_quadrature_and_sampling():
+    model = _model(x_dim=3, z_dim=1, seed=33)
+    _, x = model.sample(2, _gen(34))
+    for row in x:
+        def lik(z, power, row=row):
+            zt = torch.tensor([[z]], dtype=F64)
+            prior = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+            return math.exp(power * model.log_likelihood(row[None], zt).item()) * prior
+        first = integrate.quad(lik, -12, 12, args=(1,), epsabs=0, epsrel=1e-12, limit=200)[0]
+        second = integrate.quad(lik, -12, 12, args=(2,), epsabs=0, epsrel=1e-12, limit=200)[0]
+        got = model.prior_sampling_log_moment_ratio(row[None]).item()
+        assert got == pytest.approx(math.log(second / first**2), abs=1e-8)
+    # And the relative variance it implies, against sampling in 2-D.
+    model = _model(x_dim=4, z_dim=2, seed=35, noise_std=1.0)
+    _, x = model.sample(1, _gen(36))
+    w = model.log_likelihood(x, torch.randn(400_000, 1, 2, generator=_gen(37), dtype=F64)).exp().squeeze(-1)
+    measured = (w.var() / w.mean() ** 2).item()
+    assert measured == pytest.approx(math.expm1(model.prior_sampling_log_moment_ratio(x).item()), rel=0.05)
+
+
 def test_posterior_moments_match_quadrature_in_1d():
     model = _model(x_dim=4, z_dim=1, seed=4)
     _, x = model.sample(1, _gen(5))

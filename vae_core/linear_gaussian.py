@@ -113,17 +113,32 @@ class LinearGaussian:
         eye = torch.eye(self.x_dim, dtype=self.weight.dtype, device=self.weight.device)
         return self.weight @ self.weight.T + self.noise_var * eye
 
-    def log_marginal(self, x: Tensor) -> Tensor:
-        """The exact evidence log p(x) = log N(x; b, W Wᵀ + s² I): (batch,), in nats.
-
-        Computed with a Cholesky factor L of the covariance: log det = 2 Σ log L_ii and the Mahalanobis
-        term is ‖L⁻¹(x − b)‖².
-        """
-        self._check_x(x)
-        chol = torch.linalg.cholesky(self.marginal_cov())
+    def _log_normal_x(self, x: Tensor, noise_var: float) -> Tensor:
+        """log N(x; b, W Wᵀ + noise_var · I), via a Cholesky factor L of the covariance:
+        log det = 2 Σ log L_ii and the Mahalanobis term is ‖L⁻¹(x − b)‖². Returns (batch,)."""
+        eye = torch.eye(self.x_dim, dtype=self.weight.dtype, device=self.weight.device)
+        chol = torch.linalg.cholesky(self.weight @ self.weight.T + noise_var * eye)
         white = torch.linalg.solve_triangular(chol, (x - self.bias).T, upper=False)   # (D, batch)
         log_det = 2.0 * torch.log(torch.diagonal(chol)).sum()
         return -0.5 * (self.x_dim * LOG_2PI + log_det + (white**2).sum(0))
+
+    def log_marginal(self, x: Tensor) -> Tensor:
+        """The exact evidence log p(x) = log N(x; b, W Wᵀ + s² I): (batch,), in nats."""
+        return self._log_normal_x(self._check_x(x), self.noise_var)
+
+    def prior_sampling_log_moment_ratio(self, x: Tensor) -> Tensor:
+        """log( E_{p(z)}[p(x|z)²] / p(x)² ) = log(1 + relative variance of p(x|z) under the prior).
+
+        This is what makes "naive" Monte Carlo, p(x) ≈ (1/S) Σ_s p(x|z_s) with z_s ~ p(z), fail: its
+        relative standard error is sqrt(expm1(ratio) / S). Closed form: a squared Gaussian density is a
+        Gaussian with half the variance times a constant, N(x; μ, s² I)² = (4π s²)^(−D/2) N(x; μ, s²/2 I),
+        so E_{p(z)}[p(x|z)²] = (4π s²)^(−D/2) N(x; b, W Wᵀ + s²/2 I). Returned in log space, (batch,),
+        because the ratio overflows a float for a few dozen dimensions.
+        """
+        self._check_x(x)
+        log_second = (-0.5 * self.x_dim * math.log(4 * math.pi * self.noise_var)
+                      + self._log_normal_x(x, self.noise_var / 2))
+        return log_second - 2 * self.log_marginal(x)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The exact posterior p(z|x) = N(m(x), C): returns (m (batch, d), C (d, d)).

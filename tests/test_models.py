@@ -526,7 +526,7 @@ def test_m2_with_four_labels_beats_chance_and_the_labels_alone(label_seed: int, 
 
     def train(semi_supervised: bool) -> float:
         torch.manual_seed(0)
-        model = M2(x_dim=16, h_dim=16, z_dim=2, n_classes=2, alpha=1.0)
+        model = M2(x_dim=16, h_dim=16, z_dim=2, n_classes=2)  # default alpha
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         g = gen(3)
         for _ in range(200):

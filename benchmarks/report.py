@@ -1,0 +1,219 @@
+"""The appendix page's results block, generated from the committed JSON so it cannot go stale.
+
+``book/benchmarks.md`` holds prose, and between two MyST comment lines (:data:`BEGIN`, :data:`END`)
+a block of Markdown that :func:`render` writes from ``benchmarks/results/*.json``:
+``python -m benchmarks --report`` rewrites it (:func:`update_page`), and ``tests/test_benchmarks.py``
+checks that the page's block equals :func:`render` of the committed files (:func:`page_is_current`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import common
+
+PAGE = common.ROOT / "book" / "benchmarks.md"
+BEGIN = "% BEGIN generated results: `python -m benchmarks --report` writes this block from the JSON"
+END = "% END generated results"
+ORDER = ("throughput", "quality", "iwae", "book")
+TITLES = {"throughput": "Training throughput", "quality": "Same quality",
+          "iwae": "Evaluation: IWAE log-likelihood", "book": "Book execution"}
+LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist-5k": "MNIST (bundled 5k)"}
+
+
+def _num(x: float, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits and thousands separators (1,234 / 12.3 / 0.123)."""
+    if x is None:
+        return "–"
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _spread(s: dict[str, Any], digits: int = 3) -> str:
+    """'median (min–max)' of a :func:`benchmarks.common.summary`."""
+    if s["n"] == 1:
+        return _num(s["median"], digits)
+    return f"{_num(s['median'], digits)} ({_num(s['min'], digits)}–{_num(s['max'], digits)})"
+
+
+def _load_text(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    loads = [x[0] for x in (m.get("load_average_start"), m.get("load_average_end")) if x]
+    return "–" if not loads else "–".join(f"{x:.1f}" for x in sorted(set(loads)))
+
+
+def _machine_line(r: dict[str, Any]) -> str:
+    m, v = r["machine"], r["versions"]
+    device = m["device_name"] if m["device"] == "cuda" else "CPU"
+    gpu = f"GPU {m['gpu']}" if m.get("gpu") else "no GPU"
+    return (f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, {gpu}; ran on {device} with "
+            f"{m['torch_threads']} torch thread(s); Python {v['python']}, torch {v['torch']}, "
+            f"torchvision {v['torchvision']}, vae_core {v['vae_core']} (commit {v['git_commit']}); "
+            f"{r['date'][:10]}; 1-minute load average {_load_text(r)}")
+
+
+def _throughput(r: dict[str, Any]) -> list[str]:
+    res = r["results"]
+    t = r["settings"]["targets"]
+    rounds = ", ".join(f"{d['rounds']}" for d in res["datasets"].values())
+    lines = ["### Training throughput (A: seed loop, B: `fit`, C: compute floor)", "",
+             f"Median over {rounds} interleaved rounds (A B C, A B C, …; range in brackets); "
+             "ratios are paired within a round. Roofline: the time of the step's matrix products at "
+             "the speed measured in the same round (median "
+             + ", ".join(f"{_num(d['flops']['roofline_gflops'])} GFLOP/s on {LABELS.get(k, k)}"
+                         for k, d in res["datasets"].items())
+             + f"; a {res['roofline']['peak']['size']}² product reaches "
+             f"{_num(res['roofline']['peak']['gflops'])} GFLOP/s).", "",
+             "| data | examples × epochs | A samples/s | B samples/s | C samples/s | B/A speedup "
+             "| B time / C time | C/A (ceiling of B/A) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, d in res["datasets"].items():
+        s, q = d["samples_per_s"], d["ratios"]
+        lines.append(f"| {LABELS.get(name, name)} | {d['n_train']:,} × {d['epochs_per_round']} "
+                     f"| {_spread(s['A'])} | {_spread(s['B'])} | {_spread(s['C'])} "
+                     f"| {_spread(q['speedup_B_over_A'])} | {_spread(q['time_B_over_C'])} "
+                     f"| {_spread(q['speedup_C_over_A'])} |")
+    lines += ["", "| data | FLOPs per epoch | roofline s/epoch | GFLOP/s A | GFLOP/s B | GFLOP/s C "
+              "| B: fraction of roofline | C: fraction of roofline |", "|---|---|---|---|---|---|---|---|"]
+    for name, d in res["datasets"].items():
+        f = d["flops"]
+        lines.append(f"| {LABELS.get(name, name)} | {f['per_epoch'] / 1e9:,.1f} G "
+                     f"| {_num(f['roofline_seconds_per_epoch'])} | {_num(f['achieved_gflops']['A'])} "
+                     f"| {_num(f['achieved_gflops']['B'])} | {_num(f['achieved_gflops']['C'])} "
+                     f"| {f['fraction_of_roofline']['B']:.0%} | {f['fraction_of_roofline']['C']:.0%} |")
+    lines.append("")
+    for name, d in res["datasets"].items():
+        q = d["ratios"]
+        ba, bc, ca = (q[k]["median"] for k in ("speedup_B_over_A", "time_B_over_C", "speedup_C_over_A"))
+        verdict_a = "met" if d["targets_met"]["speedup_B_over_A"] else "not met"
+        verdict_c = "met" if d["targets_met"]["time_B_over_C"] else "not met"
+        lines.append(f"- {LABELS.get(name, name)}: B ≥ {t['speedup_B_over_A_min']:g}× A — **{verdict_a}** "
+                     f"({ba:.2f}×; no loop can beat the floor, so the most any loop could gain over A here "
+                     f"is C/A = {ca:.2f}×). B within {t['time_B_over_C_max']:g}× of C — **{verdict_c}** "
+                     f"({bc:.2f}×).")
+    adam = res.get("adam_step_ms")
+    if adam:
+        lines.append(f"- One Adam step on the 652,824 parameters: {_num(adam['default']['median'])} ms "
+                     f"(torch's default), {_num(adam['fused']['median'])} ms with `fused=True`.")
+    prof = next((d["profile"] for d in res["datasets"].values() if "profile" in d), None)
+    if prof:
+        lines.append(f"- Profile of one epoch (torch.profiler, self time per step): B "
+                     f"{_num(prof['B']['total_ms_per_step'])} ms, "
+                     f"C {_num(prof['C']['total_ms_per_step'])} ms;"
+                     " B's top operators: " + ", ".join(
+                         f"`{o['op']}` {_num(o['ms_per_step'])}" for o in prof["B"]["top"][:6]) + ".")
+    return lines
+
+
+def _values(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def _quality(r: dict[str, Any]) -> list[str]:
+    res, st = r["results"], r["settings"]
+    a, b = res["test_elbo"]["A"], res["test_elbo"]["B"]
+    return ["### Same quality", "",
+            f"Test ELBO (nats per image; higher is better) after {st['epochs']} epochs on "
+            f"{st['n_train']:,} {LABELS.get(st['dataset'], st['dataset'])} training images, seeds "
+            f"{', '.join(map(str, st['seeds']))}, evaluated on {st['n_test']:,} test images by the same "
+            "code.", "", "| loop | test ELBO, mean ± sd | per seed | training seconds (median) |",
+            "|---|---|---|---|",
+            f"| A: seed loop | {a['mean']:.2f} ± {a['sd']:.2f} | {_values(a['values'])} "
+            f"| {_num(res['train_seconds']['A']['median'])} |",
+            f"| B: `fit` | {b['mean']:.2f} ± {b['sd']:.2f} | {_values(b['values'])} "
+            f"| {_num(res['train_seconds']['B']['median'])} |", "",
+            f"- Difference B − A: {res['difference_B_minus_A']:+.2f} nats (standard error "
+            f"{res['standard_error']:.2f}): **{'agree' if res['agree'] else 'differ'}** "
+            f"(rule: {st['agree_rule']})."]
+
+
+def _iwae(r: dict[str, Any]) -> list[str]:
+    res, st = r["results"], r["settings"]
+    lines = ["### Evaluation: IWAE log-likelihood", "",
+             f"k = {st['k']:,} importance samples for each of {res['n_images']:,} test images "
+             f"(batches of {st['batch_size']}), one fresh process per chunk size; memory: "
+             f"{res['runs'][0]['memory']}.", "",
+             "| chunk size | seconds | images/s | extra memory (MB) "
+             "| in (chunk × batch × 784) float32 tensors | mean log p(x) (nats) |",
+             "|---|---|---|---|---|---|"]
+    for run in res["runs"]:
+        lines.append(f"| {run['chunk_size']:,} | {_num(run['seconds'])} | {_num(run['images_per_s'])} "
+                     f"| {_num(run['extra_mb'])} | {run['extra_in_chunk_tensors']:.2f} "
+                     f"| {run['mean_log_likelihood']:.2f} |")
+    diff = res["max_abs_difference_between_chunk_sizes"]
+    lines += ["", f"- Largest difference between chunk sizes: {diff:.2g} nats (the same noise, summed in "
+              "a different order)."]
+    return lines
+
+
+def _book(r: dict[str, Any]) -> list[str]:
+    res = r["results"]
+    lines = ["### Book execution", ""]
+    if res["notebooks"]:
+        cache = res.get("jupyter_cache") or {}
+        lines += ["Each chapter executed by `jupyter nbconvert --execute` in a fresh kernel, empty model "
+                  "cache.", "", "| notebook | seconds | last `make book` (jupyter-cache) |", "|---|---|---|"]
+        for nb in res["notebooks"]:
+            c = cache.get(nb["notebook"])
+            lines.append(f"| {nb['notebook']} | {_num(nb['seconds'])}{'' if nb['ok'] else ' (failed)'} "
+                         f"| {_num(c['seconds']) if c and c.get('seconds') is not None else '–'} |")
+        lines.append(f"| **total** | **{_num(res['total_seconds'])}** | |")
+    if res.get("build"):
+        b = res["build"]
+        lines += ["", f"- Full `jupyter-book build` from clean caches: {_num(b['seconds'])} s"
+                  f"{'' if b['ok'] else ' (failed)'}."]
+    verdict = "met" if res["target_met"] else "not met"
+    lines += ["", f"- Target ≤ {res['target_seconds'] / 60:.0f} minutes: **{verdict}**."]
+    return lines
+
+
+RENDERERS = {"throughput": _throughput, "quality": _quality, "iwae": _iwae, "book": _book}
+
+
+def render(results_dir: str | os.PathLike | None = None) -> str:
+    """The generated block (without the marker lines) from the result files in ``results_dir``."""
+    parts: list[str] = []
+    for name in ORDER:
+        r = common.read(name, results_dir)
+        if r is None:
+            parts += [f"### {TITLES[name]}", "", f"*Not run yet: `python -m benchmarks {name}`.*", ""]
+            continue
+        parts += RENDERERS[name](r)
+        quick = " **Quick (smoke-test) run.**" if r["quick"] else ""
+        parts += [f"- Machine: {_machine_line(r)}.{quick}"]
+        parts += [f"- Note: {n}" for n in r["notes"]]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def split_page(text: str) -> tuple[str, str, str]:
+    """(before, block, after) around the marker lines; ValueError if they are missing."""
+    try:
+        head, rest = text.split(BEGIN + "\n", 1)
+        block, tail = rest.split(END + "\n", 1)
+    except ValueError:
+        raise ValueError(f"the page lacks the marker lines {BEGIN!r} … {END!r}") from None
+    return head, block, tail
+
+
+def update_page(page: str | os.PathLike | None = None,
+                results_dir: str | os.PathLike | None = None) -> bool:
+    """Rewrite the generated block of ``page`` (default :data:`PAGE`); True if it changed."""
+    path = Path(page) if page is not None else PAGE
+    text = path.read_text()
+    head, block, tail = split_page(text)
+    new = render(results_dir)
+    if new == block:
+        return False
+    path.write_text(head + BEGIN + "\n" + new + END + "\n" + tail)
+    return True
+
+
+def page_is_current(page: str | os.PathLike | None = None,
+                    results_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the page's generated block equals :func:`render` of the result files."""
+    path = Path(page) if page is not None else PAGE
+    return split_page(path.read_text())[1] == render(results_dir)

@@ -1,0 +1,123 @@
+"""Smoke tests of benchmarks/: each benchmark runs on a tiny size and writes a well-formed result, the
+CLI works, and the appendix page's results block matches the committed JSON (so it cannot go stale).
+
+Benchmarks are not timed tests: nothing here asserts a speed. Everything runs on one thread (on a busy
+2-core machine, OpenMP threads waiting on each other make tiny ops many times slower).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import ALL, book, common, iwae, quality, report, throughput
+from benchmarks.__main__ import QUICK, main, run_benchmark
+
+MODULES = {"throughput": throughput, "quality": quality, "iwae": iwae, "book": book}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", ["throughput", "quality", "iwae"])
+def test_each_benchmark_runs_tiny_and_writes_a_valid_result(tmp_path, name):
+    path = run_benchmark(name, quick=True, out=tmp_path, threads=1)
+    assert path == tmp_path / f"{name}.json"
+    result = json.loads(path.read_text())
+    MODULES[name].validate(result)
+    assert result["quick"] is True and result["machine"]["torch_threads"] == 1
+    assert result["machine"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert result["versions"]["torch"] == torch.__version__
+    if name == "throughput":
+        d = result["results"]["datasets"]["mnist-5k"]
+        assert d["n_train"] == QUICK["throughput"]["limit"]
+        # the FLOPs of the step's matrix products listed for the roofline are torch's count
+        flops = d["flops"]
+        assert flops["per_example_step_gemms"] == pytest.approx(flops["per_example_forward_backward"])
+        assert flops["per_example_forward_backward"] == pytest.approx(3.28e6, rel=1e-3)
+    if name == "iwae":
+        runs = result["results"]["runs"]
+        assert [r["chunk_size"] for r in runs] == list(QUICK["iwae"]["chunk_sizes"])
+        # the chunk size changes how the samples are grouped, not the estimate
+        assert result["results"]["max_abs_difference_between_chunk_sizes"] < 1e-3
+        assert all(math.isfinite(r["mean_log_likelihood"]) for r in runs)
+
+
+def test_book_benchmark_times_a_notebook_in_a_fresh_kernel(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nassert os.environ['VAE_CORE_CACHE']\n1 + 1")]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    result = book.run([path], quick=True)
+    book.validate(result)
+    (run,) = result["results"]["notebooks"]
+    assert run["notebook"] == "tiny.ipynb" and run["ok"], run["error"]
+    assert result["results"]["total_seconds"] == pytest.approx(run["seconds"], abs=0.1)
+    assert not path.with_name("tiny.nbconvert.ipynb").exists()  # the output went to a temp folder
+
+
+def test_step_gemms_are_the_flop_counter_total():
+    from vae_core.models import VAE
+    from vae_core.summary import flops_per_example
+
+    gemms = throughput.step_gemms(batch=32)
+    assert len(gemms) == 14  # 5 forward, 5 grad-weight, 4 grad-input (the data need no gradient)
+    total = sum(g["flops"] for g in gemms) / 32
+    assert total == pytest.approx(flops_per_example(VAE(784, 400, 20), batch_size=32)["forward_backward"])
+
+
+def test_validate_names_the_problem():
+    good = common.envelope("quality", common.machine_info(torch.device("cpu")), {}, {}, quick=True)
+    common.validate(good, "quality")
+    with pytest.raises(ValueError, match="expected a 'iwae' result"):
+        common.validate(good, "iwae")
+    broken = dict(good, machine={k: v for k, v in good["machine"].items() if k != "cpu"})
+    with pytest.raises(ValueError, match="machine has no 'cpu'"):
+        common.validate(broken)
+    with pytest.raises(ValueError):
+        common.validate(dict(good, results={"x": math.nan}))  # not plain JSON
+
+
+def test_cli_quick_run_and_report(tmp_path, capsys):
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\nprose\n\n{report.BEGIN}\nstale\n{report.END}\nafter\n")
+    assert main(["quality", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert main(["--report", "--out", str(tmp_path), "--page", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# Title\n\nprose\n\n") and text.endswith(f"{report.END}\nafter\n")
+    assert "stale" not in text and "Same quality" in text and "Quick (smoke-test) run" in text
+    assert "Not run yet: `python -m benchmarks throughput`" in text
+    assert report.page_is_current(page, tmp_path)
+    with pytest.raises(SystemExit):
+        main(["nonsense"])
+
+
+def test_committed_results_are_valid():
+    for name in ALL:
+        result = common.read(name)
+        if result is not None:
+            MODULES[name].validate(result)
+            assert result["quick"] is False, f"benchmarks/results/{name}.json is a quick (smoke) run"
+
+
+def test_book_page_shows_the_committed_results():
+    assert report.PAGE.exists()
+    assert report.page_is_current(), ("book/benchmarks.md is stale: run `python -m benchmarks --report` "
+                                      "and commit the page")
+
+
+def test_page_markers_are_required(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="marker lines"):
+        report.update_page(page, tmp_path)
+

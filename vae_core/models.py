@@ -153,9 +153,9 @@ class VAE(nn.Module):
     def __init__(self, x_dim: int = 784, h_dim: int = 400, z_dim: int = 20,
                  likelihood: str = "bernoulli") -> None:
         super().__init__()
-        check_positive_int(x_dim, "x_dim")
-        check_positive_int(h_dim, "h_dim")
-        check_positive_int(z_dim, "z_dim")
+        x_dim = check_positive_int(x_dim, "x_dim")
+        h_dim = check_positive_int(h_dim, "h_dim")
+        z_dim = check_positive_int(z_dim, "z_dim")
         _check_likelihood(likelihood)
         self.x_dim, self.h_dim, self.z_dim, self.likelihood = x_dim, h_dim, z_dim, likelihood
         self.encoder_hidden = nn.Linear(x_dim, h_dim)
@@ -235,10 +235,10 @@ class ConditionalVAE(nn.Module):
     def __init__(self, x_dim: int = 784, h_dim: int = 400, z_dim: int = 20, n_classes: int = 10,
                  likelihood: str = "bernoulli") -> None:
         super().__init__()
-        check_positive_int(x_dim, "x_dim")
-        check_positive_int(h_dim, "h_dim")
-        check_positive_int(z_dim, "z_dim")
-        check_positive_int(n_classes, "n_classes", minimum=2)
+        x_dim = check_positive_int(x_dim, "x_dim")
+        h_dim = check_positive_int(h_dim, "h_dim")
+        z_dim = check_positive_int(z_dim, "z_dim")
+        n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
         _check_likelihood(likelihood)
         self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
         self.n_classes, self.likelihood = n_classes, likelihood
@@ -337,7 +337,8 @@ class LabelConditioned(nn.Module):
 
     encode(x) = model.encode(x, y), decode(z) = model.decode(z, y), log_likelihood(x, z) =
     model.log_likelihood(x, z, y), mean_image(z) = model.mean_image(z, y). The wrapped model is a
-    submodule, so ``parameters()``/``to()``/``train()`` reach the shared weights.
+    submodule, so ``parameters()``/``to()``/``train()`` reach the shared weights. It is a view for
+    computing objectives, not a model to checkpoint: save and train the ConditionalVAE itself.
 
     Used by: chapter 7 (via :mod:`vae_core.objectives`).
     """
@@ -351,10 +352,6 @@ class LabelConditioned(nn.Module):
         self.model = model
         self.y = y
         self.x_dim, self.z_dim, self.likelihood = model.x_dim, model.z_dim, model.likelihood
-
-    def config(self) -> dict[str, Any]:
-        """The wrapped model's constructor arguments."""
-        return self.model.config()
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (batch, x_dim) -> (mu, logvar) of q(z|x, y), each (batch, z_dim)."""

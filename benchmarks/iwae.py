@@ -114,6 +114,18 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
             "images_per_s": round(len(x) / seconds, 2)}
 
 
+def _memory_model(runs: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """Extra memory ≈ fixed_mb + mb_per_chunk_sample · chunk_size, through the smallest and largest
+    chunk sizes (None with fewer than two). The fixed part holds what does not depend on the chunk
+    (the batch's k noise vectors, the log-weights); nothing grows with k but those small tensors."""
+    if len(runs) < 2 or runs[-1]["chunk_size"] == runs[0]["chunk_size"]:
+        return None
+    lo, hi = runs[0], runs[-1]
+    slope = (hi["extra_mb"] - lo["extra_mb"]) / (hi["chunk_size"] - lo["chunk_size"])
+    return {"fixed_mb": round(lo["extra_mb"] - slope * lo["chunk_size"], 1),
+            "mb_per_chunk_sample": round(slope, 4)}
+
+
 def _spawn(args: dict[str, Any], timeout: float) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.iwae", "--worker", json.dumps(args)],
                           cwd=common.ROOT, capture_output=True, text=True, timeout=timeout)
@@ -159,7 +171,8 @@ def run(*, k: int = 5000, n: int = 1000, chunk_sizes: Sequence[int] = DEFAULT_CH
     ratio = runs[-1]["extra_mb"] / runs[0]["extra_mb"] if len(runs) > 1 and runs[0]["extra_mb"] > 0 else None
     results = {"runs": runs, "n_images": n_eval,
                "max_abs_difference_between_chunk_sizes": disagreement,
-               "memory_ratio_largest_over_smallest_chunk": None if ratio is None else round(ratio, 2)}
+               "memory_ratio_largest_over_smallest_chunk": None if ratio is None else round(ratio, 2),
+               "memory_model": _memory_model(runs)}
     settings = {"k": k, "n": n, "chunk_sizes": list(chunk_sizes), "batch_size": batch_size,
                 "dataset": dataset, "test_data": f"{dataset} test split, statically binarized (seed 0)",
                 "model": f"VAE 784-400-20 trained {train_epochs} epochs by fit (dynamic binarization, "

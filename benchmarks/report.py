@@ -144,8 +144,15 @@ def _iwae(r: dict[str, Any]) -> list[str]:
                      f"| {_num(run['extra_mb'])} | {run['extra_in_chunk_tensors']:.2f} "
                      f"| {run['mean_log_likelihood']:.2f} |")
     diff = res["max_abs_difference_between_chunk_sizes"]
-    lines += ["", f"- Largest difference between chunk sizes: {diff:.2g} nats (the same noise, summed in "
-              "a different order)."]
+    lines += [""]
+    model = res.get("memory_model")
+    if model:
+        per = model["mb_per_chunk_sample"]
+        lines.append(f"- Extra memory ≈ {_num(model['fixed_mb'])} MB + {_num(per)} MB × chunk size "
+                     f"(a (batch × 784) float32 tensor is {_num(st['batch_size'] * 784 * 4 / 2**20)} MB): "
+                     "it grows with the chunk size, not with k.")
+    lines.append(f"- Largest difference between chunk sizes: {diff:.2g} nats (the same noise, summed in "
+                 "a different order).")
     return lines
 
 

@@ -4,8 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
-# Matplotlib and the notebooks must not try to open windows or reach the network.
-export MPLBACKEND := Agg
+# (No MPLBACKEND here: kernels must keep matplotlib's inline backend, or figures vanish from outputs.)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))

@@ -234,3 +234,63 @@ def test_evaluation_runs_on_the_models_device():
     assert abs(float((iw.cpu().double() - log_px_grid(model.cpu(), x)).mean())) < 0.02
     model.cuda()
     assert evaluate.kl_per_dim(model, x).is_cuda and evaluate.active_units(model, x)[1].is_cuda
+
+
+# ---- grid_log_likelihood: exact log p(x) for 1-D and 2-D latent spaces --------------------------
+
+
+def test_grid_log_likelihood_1d_matches_the_dense_float64_oracle():
+    model = one_d_model()
+    x = binary_data(8)
+    got = evaluate.grid_log_likelihood(model, x, limit=8.0, n=4000)
+    assert torch.allclose(got, log_px_grid(model, x), atol=1e-5)
+
+
+def test_grid_log_likelihood_2d_is_normalised_over_all_binary_images():
+    # p(x) summed over all 2^6 binary images must be 1: an oracle that needs no integral at all
+    torch.manual_seed(0)
+    model = VAE(X_DIM, 16, 2)
+    with torch.no_grad():
+        model.decoder_hidden.weight *= 3
+        model.to_x.weight *= 3
+    all_x = torch.tensor([[(i >> b) & 1 for b in range(X_DIM)] for i in range(2**X_DIM)], dtype=torch.float32)
+    log_px = evaluate.grid_log_likelihood(model, all_x, limit=6.0, n=300)
+    assert float(torch.logsumexp(log_px, 0).exp()) == pytest.approx(1.0, abs=1e-6)
+    finer = evaluate.grid_log_likelihood(model, all_x, limit=6.0, n=600, chunk_size=1000)
+    assert torch.allclose(log_px, finer, atol=1e-6)  # converged in n, chunking changes nothing
+
+
+def test_grid_log_likelihood_2d_reduces_to_the_1d_integral_when_the_decoder_ignores_z2():
+    one = one_d_model()
+    two = VAE(X_DIM, 16, 2)
+    with torch.no_grad():
+        for name, p in two.named_parameters():
+            if name == "decoder_hidden.weight":
+                p.copy_(torch.cat([one.decoder_hidden.weight, torch.zeros(16, 1)], dim=1))
+            elif name in dict(one.named_parameters()) and p.shape == dict(one.named_parameters())[name].shape:
+                p.copy_(dict(one.named_parameters())[name])
+    x = binary_data(8)
+    got = evaluate.grid_log_likelihood(two, x, limit=8.0, n=1200)
+    assert torch.allclose(got, log_px_grid(one, x), atol=1e-4)
+
+
+def test_grid_log_likelihood_gaussian_decoder_matches_a_direct_sum():
+    torch.manual_seed(2)
+    model = VAE(X_DIM, 16, 1, likelihood="gaussian")
+    x = torch.rand(5, X_DIM, generator=torch.Generator().manual_seed(3))
+    md = VAE(X_DIM, 16, 1, likelihood="gaussian").double()
+    md.load_state_dict(model.state_dict())
+    z = torch.linspace(-10.0, 10.0, 20001, dtype=torch.float64)
+    with torch.no_grad():
+        log_lik = md.log_likelihood(x.double(), z[:, None, None].expand(-1, len(x), 1))  # (G, N)
+    log_prior = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+    oracle = torch.logsumexp(log_lik + log_prior[:, None], 0) + math.log(float(z[1] - z[0]))
+    got = evaluate.grid_log_likelihood(model, x, limit=8.0, n=2000)
+    assert torch.allclose(got, oracle, atol=1e-4)
+
+
+def test_grid_log_likelihood_refuses_more_than_two_latent_dimensions():
+    with pytest.raises(ValueError, match="z_dim 1 or 2"):
+        evaluate.grid_log_likelihood(VAE(X_DIM, 8, 3), binary_data(2))
+    with pytest.raises(ValueError, match="limit"):
+        evaluate.grid_log_likelihood(one_d_model(), binary_data(2), limit=0.0)

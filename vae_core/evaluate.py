@@ -144,4 +144,54 @@ def kl_per_dim(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 1000)
     return gaussian_kl(mu.unsqueeze(-1), logvar.unsqueeze(-1)).double().mean(0).to(mu.dtype)
 
 
-__all__ = ["test_elbo", "iwae_log_likelihood", "active_units", "kl_per_dim"]
+@torch.no_grad()
+def grid_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0, n: int = 400,
+                        chunk_size: int = 8192) -> Tensor:
+    """log p(x) = log ∫ p(x|z) N(z; 0, I) dz by numerical integration, for a 1- or 2-D latent space.
+
+    The exact marginal likelihood, up to a quadrature error that can be made negligible: the midpoint
+    rule on the n^d grid of cell centres z_g over [−limit, limit]^d (spacing h = 2·limit/n),
+    log p(x) ≈ logsumexp_g [log p(x|z_g) + log N(z_g; 0, I)] + d·log h. For a smooth integrand the rule
+    is very accurate once h is below the width of the posterior p(z|x) (for a Gaussian bump of width σ the
+    relative error is about 2·exp(−2π²σ²/h²)); the prior mass outside the box, 1 − (1 − 2Φ(−limit))^d,
+    is 6e−7 per dimension at limit = 5. Check convergence by comparing two values of n.
+
+    The decoder runs once per grid point (not per example): with Bernoulli logits l_g, log p(x|z_g) =
+    x·l_g − Σ_i softplus(l_g,i) for every x at once is a matrix product (Gaussian means likewise).
+    model: a :class:`vae_core.models.VAE`-like model with ``z_dim`` 1 or 2, ``decode`` and ``likelihood``.
+    x: (N, x_dim) in [0, 1] (binary for a likelihood). Returns (N,) in nats, float64 accumulation.
+
+    Used by: chapter 6 (the exact gap of the ELBO and IWAE on the 2-D model), appendix
+    "misconceptions" (log p(x|z = μ) is not a bound).
+    """
+    check_positive_int(n, "n")
+    check_positive_int(chunk_size, "chunk_size")
+    limit = float(limit)
+    if not (0 < limit < math.inf):
+        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+    z_dim = getattr(model, "z_dim", None)
+    if z_dim not in (1, 2):
+        raise ValueError(f"grid_log_likelihood needs a model with z_dim 1 or 2 (an n^d grid), got {z_dim}")
+    likelihood = getattr(model, "likelihood", "bernoulli")
+    x = _prepare(model, x).double()
+    h = 2.0 * limit / n
+    axis = torch.linspace(-limit + h / 2, limit - h / 2, n, dtype=torch.float64, device=x.device)
+    grid = axis[:, None] if z_dim == 1 else torch.cartesian_prod(axis, axis)  # (n^d, d)
+    total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
+    dtype = next(model.parameters()).dtype
+    x_sq = (x * x).sum(-1)
+    for start in range(0, len(grid), chunk_size):
+        z = grid[start:start + chunk_size]
+        out = model.decode(z.to(dtype)).double()  # (G, x_dim): logits or means
+        if likelihood == "bernoulli":
+            log_lik = x @ out.T - torch.nn.functional.softplus(out).sum(-1)  # (N, G)
+        else:
+            log_s2 = model.log_sigma2_x.double()
+            sq = x_sq[:, None] - 2 * x @ out.T + (out * out).sum(-1)
+            log_lik = -0.5 * (sq / log_s2.exp() + x.shape[1] * (math.log(2 * math.pi) + log_s2))
+        log_prior = -0.5 * (z * z).sum(-1) - 0.5 * z_dim * math.log(2 * math.pi)
+        total = torch.logaddexp(total, torch.logsumexp(log_lik + log_prior, dim=-1))
+    return total + z_dim * math.log(h)
+
+
+__all__ = ["test_elbo", "iwae_log_likelihood", "active_units", "kl_per_dim", "grid_log_likelihood"]

@@ -12,13 +12,7 @@ import torch
 
 from vae_core import data, train, zoo
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: threads only add overhead
 
 
 def test_book_models_are_the_documented_architectures():
@@ -85,6 +79,26 @@ def test_book_model_is_pretrained_with_the_registered_arguments(tiny, tmp_path):
     again, _ = zoo.book_model("tiny", cache_dir=tmp_path / "a", progress=False, device="cpu")
     assert sorted((tmp_path / "a").iterdir()) == files and len(files) == 1
     assert all(torch.equal(p, q) for p, q in zip(_params(model), _params(again), strict=True))
+
+
+def test_progress_bar_only_when_someone_watches(tiny, tmp_path, monkeypatch):
+    seen = []
+    real = train.pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["progress"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.train, "pretrained", spy)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(zoo.sys.stderr, "isatty", lambda: False)  # headless: book build, nbval
+    assert zoo.show_progress() is False
+    zoo.book_model("tiny", cache_dir=tmp_path, device="cpu")
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/04_training.ipynb")  # a JupyterLab kernel
+    assert zoo.show_progress() is True
+    zoo.book_model("tiny", cache_dir=tmp_path, device="cpu")
+    zoo.book_model("tiny", cache_dir=tmp_path, device="cpu", progress=False)  # explicit wins
+    assert seen == [False, True, False]
 
 
 def test_fewer_epochs_reproduce_the_start_of_the_full_run(tiny, tmp_path):

@@ -16,6 +16,8 @@ Used by: chapters 4-5 (and later chapters that reuse the main model), tests/test
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,16 +61,29 @@ def pretrained_kwargs(name: str, dataset: str = "mnist-5k", *, epochs: int | Non
     return kwargs
 
 
+def show_progress() -> bool:
+    """Whether training progress bars are drawn by default: when someone is watching.
+
+    True in a kernel started by a Jupyter server (JupyterLab and Notebook set ``JPY_SESSION_NAME``) and
+    in a terminal; False when a notebook is executed headless (``make book``, nbval, nbconvert), where
+    a bar would only add a widget (and the widget JavaScript) to the built page.
+    """
+    return "JPY_SESSION_NAME" in os.environ or sys.stderr.isatty()
+
+
 def book_model(name: str, dataset: str = "mnist-5k", *, epochs: int | None = None,
-               progress: bool = True, cache_dir: str | None = None,
+               progress: bool | None = None, cache_dir: str | None = None,
                **overrides: Any) -> tuple[nn.Module, train.History]:
     """The trained book model ``name`` on ``dataset``: (model, history), from the cache when present.
 
     Loads the train and test splits with :func:`vae_core.data.load` and calls
     :func:`vae_core.train.pretrained` with :func:`pretrained_kwargs` (the test split gives the
-    per-epoch test curves of the history). progress: show the epoch bar (stderr). cache_dir: as in
-    ``pretrained`` (default ``$VAE_CORE_CACHE`` or ``~/.cache/vae_core``).
+    per-epoch test curves of the history). progress: draw the epoch bar (tqdm.auto: a widget in
+    JupyterLab); default :func:`show_progress`. cache_dir: as in ``pretrained`` (default
+    ``$VAE_CORE_CACHE`` or ``~/.cache/vae_core``).
     """
+    if progress is None:
+        progress = show_progress()
     kwargs = pretrained_kwargs(name, dataset, epochs=epochs, **overrides)
     train_set = data.load(dataset, "train")
     test_set = data.load(dataset, "test")
@@ -85,4 +100,5 @@ def describe(name: str, dataset: str = "mnist-5k", **kwargs: Any) -> Mapping[str
     return {"model": name, "architecture": arch, "dataset": dataset, **spec}
 
 
-__all__ = ["BOOK_MODELS", "FIT_SETTINGS", "EPOCHS", "pretrained_kwargs", "book_model", "describe"]
+__all__ = ["BOOK_MODELS", "FIT_SETTINGS", "EPOCHS", "pretrained_kwargs", "book_model", "describe",
+           "show_progress"]

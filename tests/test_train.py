@@ -389,6 +389,34 @@ def test_default_loss_skips_per_step_value_checks_and_trains_identically(monkeyp
     assert same_params(fast, checked) and h_fast.train == h_checked.train and h_fast.test == h_checked.test
 
 
+def test_prepare_data_reads_uint8_values_once_and_still_checks_shapes_and_floats(monkeypatch):
+    """uint8/255 is in [0, 1] by construction, so its values are not checked again (a 60k data set
+    costs ~0.3 s per check on a CPU); shapes still are, and float data get the full check."""
+    from vae_core import checks
+
+    values_checked = []
+
+    def spy(*args, **kwargs):
+        values_checked.append(not checks._VALUES_TRUSTED.get())
+        return checks.check_batch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "check_batch", spy)
+    images = torch.arange(256, dtype=torch.uint8).reshape(4, 8, 8)
+    x = train.prepare_data(images, 64)
+    assert values_checked == [False] and x.dtype == torch.float32 and x.shape == (4, 64)
+    assert torch.equal(x, images.reshape(4, 64).float() / 255) and x.min() == 0 and x.max() == 1
+    assert train.prepare_data(images).shape == (4, 64)  # x_dim inferred
+    with pytest.raises(ValueError, match=r"shape \(batch, 16\)"):
+        train.prepare_data(images, 16)
+    values_checked.clear()
+    train.prepare_data(x, 64)
+    assert values_checked == [True]
+    with pytest.raises(ValueError, match="outside"):
+        train.prepare_data(x * 2, 64)
+    with pytest.raises(ValueError, match="NaN"):
+        train.prepare_data(torch.full((2, 64), math.nan), 64)
+
+
 def test_custom_loss_keeps_the_model_checks():
     x, _ = make_data()
     model = make_model()

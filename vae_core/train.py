@@ -163,13 +163,17 @@ def prepare_data(x: Tensor | np.ndarray, x_dim: int | None = None, *, name: str 
                          f"got shape {tuple(x.shape)}")
     if len(x) == 0:
         raise ValueError(f"{name} is empty (0 examples)")
+    x_dim = x_dim if x_dim is not None else int(np.prod(x.shape[1:]))
     if x.dtype == torch.uint8:
         x = x.to(device).reshape(len(x), -1).to(torch.float32).div_(255.0)
-    elif torch.is_floating_point(x):
+        # uint8 / 255 is finite and in [0, 1] by construction: check the shape only (reading the
+        # values again costs ~0.3 s for 60,000 images on a CPU, ~4% of an epoch; benchmarks/)
+        with _trusted_values():
+            return check_batch(x, x_dim, name=name)
+    if torch.is_floating_point(x):
         x = x.to(device=device, dtype=torch.float32).reshape(len(x), -1)
-    else:
-        raise TypeError(f"{name} must be uint8 images (0-255) or floats in [0, 1], got {x.dtype}")
-    return check_batch(x, x_dim if x_dim is not None else x.shape[1], name=name)
+        return check_batch(x, x_dim, name=name)
+    raise TypeError(f"{name} must be uint8 images (0-255) or floats in [0, 1], got {x.dtype}")
 
 
 def _prepare_labels(y: Tensor | np.ndarray | None, n: int, name: str, device: torch.device) -> Tensor | None:

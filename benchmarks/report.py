@@ -61,11 +61,10 @@ def _throughput(r: dict[str, Any]) -> list[str]:
     rounds = ", ".join(f"{d['rounds']}" for d in res["datasets"].values())
     lines = ["### Training throughput (A: seed loop, B: `fit`, C: compute floor)", "",
              f"Median over {rounds} interleaved rounds (A B C, A B C, …; range in brackets); "
-             "ratios are paired within a round. Roofline: the time of the step's matrix products at "
-             "the speed measured in the same round (median "
-             + ", ".join(f"{_num(d['flops']['roofline_gflops'])} GFLOP/s on {LABELS.get(k, k)}"
-                         for k, d in res["datasets"].items())
-             + f"; a {res['roofline']['peak']['size']}² product reaches "
+             "ratios are paired within a round. Roofline: the time of the step's matrix products at the "
+             "fastest speed this machine reached on them during the run, "
+             f"{_num(next(iter(res['datasets'].values()))['flops']['roofline_gflops'])} GFLOP/s with "
+             f"{r['machine']['torch_threads']} thread(s) (a {res['roofline']['peak']['size']}² product: "
              f"{_num(res['roofline']['peak']['gflops'])} GFLOP/s).", "",
              "| data | examples × epochs | A samples/s | B samples/s | C samples/s | B/A speedup "
              "| B time / C time | C/A (ceiling of B/A) |",
@@ -94,6 +93,12 @@ def _throughput(r: dict[str, Any]) -> list[str]:
                      f"({ba:.2f}×; no loop can beat the floor, so the most any loop could gain over A here "
                      f"is C/A = {ca:.2f}×). B within {t['time_B_over_C_max']:g}× of C — **{verdict_c}** "
                      f"({bc:.2f}×).")
+        per = d.get("time_per_example")
+        if per:
+            us, over = per["us_per_example"], per["overhead_us_per_example"]
+            lines.append(f"  Per training image: the floor C takes {_num(us['C'])} µs; A spends "
+                         f"{_num(over['A'])} µs more (its per-image data pipeline), B {_num(over['B'])} µs "
+                         "more.")
     adam = res.get("adam_step_ms")
     if adam:
         lines.append(f"- One Adam step on the 652,824 parameters: {_num(adam['default']['median'])} ms "

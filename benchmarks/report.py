@@ -45,6 +45,15 @@ def _load_text(r: dict[str, Any]) -> str:
     return "–" if not loads else "–".join(f"{x:.1f}" for x in sorted(set(loads)))
 
 
+def _shared(r: dict[str, Any]) -> str:
+    """A remark when other jobs ran during the benchmark: a load average above the threads it used."""
+    m = r["machine"]
+    loads = [x[0] for x in (m.get("load_average_start"), m.get("load_average_end")) if x]
+    if loads and max(loads) >= m["torch_threads"] + 0.75:
+        return " (above the benchmark's own threads: other jobs shared the machine)"
+    return ""
+
+
 def _machine_line(r: dict[str, Any]) -> str:
     m, v = r["machine"], r["versions"]
     device = m["device_name"] if m["device"] == "cuda" else "CPU"
@@ -52,7 +61,7 @@ def _machine_line(r: dict[str, Any]) -> str:
     return (f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, {gpu}; ran on {device} with "
             f"{m['torch_threads']} torch thread(s); Python {v['python']}, torch {v['torch']}, "
             f"torchvision {v['torchvision']}, vae_core {v['vae_core']} (commit {v['git_commit']}); "
-            f"{r['date'][:10]}; 1-minute load average {_load_text(r)}")
+            f"{r['date'][:10]}; 1-minute load average {_load_text(r)}{_shared(r)}")
 
 
 def _throughput(r: dict[str, Any]) -> list[str]:

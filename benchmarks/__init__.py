@@ -13,8 +13,9 @@ Shared pieces: :mod:`benchmarks.common` (machine/version record, JSON envelope, 
 :mod:`benchmarks.loops` (the reference loops A and C), :mod:`benchmarks.report` (the results block of
 the appendix page ``book/benchmarks.md``). Results go to ``benchmarks/results/<name>.json``.
 
-``python -m benchmarks`` (or ``make bench``) runs throughput, quality and iwae (≈ 10 minutes on an idle
-2-core CPU) and rewrites the appendix; ``python -m benchmarks --help`` lists the options.
+``python -m benchmarks`` (or ``make bench``) runs throughput, quality and iwae (≈ 5 minutes on one core
+of the 2-core CPU of the committed results) and rewrites the appendix; ``python -m benchmarks --help``
+lists the options.
 Importing this package does nothing (no torch import, no device picking).
 """
 

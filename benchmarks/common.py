@@ -188,7 +188,7 @@ def envelope(benchmark: str, machine: Mapping[str, Any], settings: Mapping[str, 
     if loads and max(loads) > 1.25 * cores:
         notes.append(f"the machine was shared with other work: 1-minute load average "
                      f"{max(loads):.1f} on {cores} cores during the run; absolute speeds are lower "
-                     "than on an idle machine (ratios from interleaved runs are less affected)")
+                     "than on an idle machine")
     return {
         "benchmark": benchmark,
         "schema": SCHEMA,

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def single_thread():
-    """Run a test with one intra-op thread, restoring the previous setting afterwards.
+    """Run every test with one intra-op thread, restoring the previous setting afterwards.
 
     The unit tests use tiny tensors, where extra threads add only synchronisation overhead; on a busy
-    CPU that overhead can make a test many times slower. Opt in with
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    CPU that overhead can make a test many times slower.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -19,13 +19,6 @@ from benchmarks.__main__ import QUICK, main, run_benchmark
 MODULES = {"throughput": throughput, "quality": quality, "iwae": iwae, "book": book}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.mark.parametrize("name", ["throughput", "quality", "iwae"])
 def test_each_benchmark_runs_tiny_and_writes_a_valid_result(tmp_path, name):

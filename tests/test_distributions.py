@@ -25,8 +25,6 @@ from vae_core.distributions import (
     reparameterize,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

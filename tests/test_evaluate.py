@@ -20,14 +20,6 @@ from vae_core.objectives import elbo, iwae_bound
 X_DIM = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads (and a loaded 2-core machine punishes them)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def one_d_model() -> VAE:
     """A VAE(6, 16, 1) whose decoder is sharp enough (weights ×3) that q(z|x) is far from the true

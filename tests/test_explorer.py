@@ -20,8 +20,6 @@ from torch import nn
 from vae_core import explorer as ex
 from vae_core.models import VAE
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only add overhead
-
 PIXEL = 1.0 / 255.0
 
 

@@ -20,7 +20,6 @@ from vae_core.linear_gaussian import LinearGaussian
 from vae_core.objectives import elbo as mc_elbo
 from vae_core.objectives import iwae_bound, log_weights
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 F64 = torch.float64
 
 

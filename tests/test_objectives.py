@@ -18,8 +18,6 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from vae_core.models import VAE
 from vae_core.objectives import elbo, iwae_bound, log_weights, loss
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

@@ -13,14 +13,6 @@ from vae_core.summary import count_parameters, flops_per_example, model_summary
 from vae_core.train import elbo_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def linear_params(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out  # weight + bias
 

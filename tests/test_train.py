@@ -51,15 +51,6 @@ def same_params(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 KW = {"batch_size": 64, "progress": False, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine OpenMP threads
-    waiting on each other make each op thousands of times slower: run this module on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ---------------------------------------------------------------------------------------------
 # Learning and history

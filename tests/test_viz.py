@@ -21,8 +21,6 @@ from torchvision.utils import make_grid  # noqa: E402
 from vae_core import viz  # noqa: E402
 from vae_core.models import VAE  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only add overhead
-
 
 @pytest.fixture
 def model2() -> VAE:

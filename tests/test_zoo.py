@@ -12,8 +12,6 @@ import torch
 
 from vae_core import data, train, zoo
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: threads only add overhead
-
 
 def test_book_models_are_the_documented_architectures():
     assert zoo.BOOK_MODELS["vae20"] == {"x_dim": 784, "h_dim": 400, "z_dim": 20}

@@ -63,6 +63,28 @@ ESTIMATORS = ("pathwise", "score")
 # Toy problem: x ~ N(mu, sigma^2), gradient of E[f(x)] with respect to (mu, sigma)
 # --------------------------------------------------------------------------------------------------
 
+def _check_baseline(baseline: float | str | None, n: int | None) -> float | str | None:
+    """Validate a baseline: None, a finite constant, or "mean" (leave-one-out over n ≥ 2 samples).
+
+    Returns None, "mean" or the constant as a float. Shared by the estimator and both variance formulas.
+    """
+    if baseline is None:
+        return None
+    if isinstance(baseline, str):
+        if baseline != "mean":
+            raise ValueError(f"baseline must be None, a float or 'mean', got {baseline!r}")
+        if n is None:
+            raise ValueError("baseline='mean' needs the number of samples n (>= 2)")
+        check_positive_int(n, "n")
+        if n < 2:
+            raise ValueError(f"baseline='mean' (leave-one-out) needs n >= 2 samples, got n={n}")
+        return "mean"
+    b = float(baseline)
+    if not math.isfinite(b):
+        raise ValueError(f"a constant baseline must be finite, got {baseline!r}")
+    return b
+
+
 def _check_gaussian_params(mu: float, sigma: float) -> tuple[float, float]:
     mu, sigma = float(mu), float(sigma)
     if not math.isfinite(mu):
@@ -127,19 +149,13 @@ def score_function_grad(
     x = mu + sigma * eps
     with torch.no_grad():
         fx = _evaluate(f, x).to(dtype)
+    baseline = _check_baseline(baseline, n)
     if baseline is None:
         centred = fx
-    elif isinstance(baseline, str):
-        if baseline != "mean":
-            raise ValueError(f"baseline must be None, a float or 'mean', got {baseline!r}")
-        if n < 2:
-            raise ValueError("baseline='mean' (leave-one-out) needs n >= 2 samples")
+    elif baseline == "mean":
         centred = fx - (fx.sum() - fx) / (n - 1)
     else:
-        b = float(baseline)
-        if not math.isfinite(b):
-            raise ValueError(f"a constant baseline must be finite, got {baseline!r}")
-        centred = fx - b
+        centred = fx - baseline
     score = torch.stack([eps / sigma, (eps**2 - 1.0) / sigma], dim=1)  # (n, 2)
     return centred[:, None] * score
 
@@ -272,14 +288,10 @@ def quadratic_variances(
     a = mu - float(k)
     s2 = sigma**2
     extra_mu = extra_sigma = 0.0
+    baseline = _check_baseline(baseline, n)
     if baseline is None:
         c = a**2
-    elif isinstance(baseline, str):
-        if baseline != "mean":
-            raise ValueError(f"baseline must be None, a float or 'mean', got {baseline!r}")
-        if n is None:
-            raise ValueError("baseline='mean' needs the number of samples n (>= 2)")
-        check_positive_int(n, "n", minimum=2)
+    elif baseline == "mean":
         c = -s2  # b = E f = a² + σ² on average; its spread is accounted for below
         var_f = 4 * a**2 * s2 + 2 * s2**2
         extra_mu = var_f / (n - 1) / s2
@@ -385,16 +397,7 @@ def quadrature_variances(
         raise ValueError(f"Simpson's rule needs an odd number of points, got n_points={n_points}")
     if not (half_width > 0) or not math.isfinite(half_width):
         raise ValueError(f"half_width must be a finite number > 0, got {half_width!r}")
-    if isinstance(baseline, str):
-        if baseline != "mean":
-            raise ValueError(f"baseline must be None, a float or 'mean', got {baseline!r}")
-        if n is None:
-            raise ValueError("baseline='mean' needs the number of samples n (>= 2)")
-        check_positive_int(n, "n", minimum=2)
-    elif baseline is not None:
-        baseline = float(baseline)
-        if not math.isfinite(baseline):
-            raise ValueError(f"a constant baseline must be finite, got {baseline!r}")
+    baseline = _check_baseline(baseline, n)
 
     eps = torch.linspace(-half_width, half_width, n_points, dtype=torch.float64)
     h = 2.0 * half_width / (n_points - 1)

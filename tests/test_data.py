@@ -44,9 +44,48 @@ def test_split_is_deterministic_disjoint_and_complete():
     def keys(x):
         return sorted(bytes(row) for row in x.reshape(len(x), -1).numpy())
     assert keys(torch.cat([train.images, test.images])) == keys(images)
-    # Stratified rule stated in the docstring: every 5th digit of a class (file order) is a test digit.
+    # Stratified rule stated in the docstring: every 5th digit of a class (file order) is a test digit
+    # (compared as sets: the split is served in its shuffled order).
     where3 = (labels == 3).nonzero().squeeze(1)
-    assert torch.equal(test.images[test.labels == 3], images[where3[4::5]])
+    assert keys(test.images[test.labels == 3]) == keys(images[where3[4::5]])
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_every_prefix_of_a_split_is_a_fair_sample(split):
+    ds = data.load("mnist-5k", split)
+    first = ds.labels[:100].bincount(minlength=10)
+    assert first.min() >= 8 and first.max() <= 12, first.tolist()  # 8-12 % of each class
+    for m in (10, 37, 100, 555, len(ds.labels)):  # any prefix: m/10 ± 2 of each class
+        counts = ds.labels[:m].bincount(minlength=10).double()
+        assert (counts - m / 10).abs().max() <= 2, (m, counts.tolist())
+    # ...yet shuffled: the raw file is in class order, the served split is not in any sorted order.
+    assert (ds.labels[1:] != ds.labels[:-1]).float().mean() > 0.8
+    assert not torch.equal(ds.labels[:10], ds.labels[10:20])
+
+
+def test_fair_order_is_a_seeded_permutation_proportional_to_class_sizes():
+    labels = torch.tensor([0] * 700 + [1] * 200 + [2] * 100)  # unequal classes, sorted like a raw file
+    order = data.fair_order(labels, seed=3)
+    assert torch.equal(order.sort().values, torch.arange(1000))  # a permutation
+    assert torch.equal(order, data.fair_order(labels, seed=3))   # fixed by its seed
+    assert not torch.equal(order, data.fair_order(labels, seed=4))
+    served = labels[order]
+    for m in range(1, 1001):
+        counts = served[:m].bincount(minlength=3).double()
+        assert (counts - m * torch.tensor([0.7, 0.2, 0.1])).abs().max() <= 2
+    # Within a class the order is random, not the file order: a rank correlation near 0, not 1.
+    zeros = order[served == 0].double()
+    assert abs(np.corrcoef(zeros.numpy(), np.arange(700))[0, 1]) < 0.2
+
+
+def test_binary_test_set_is_the_one_protocol():
+    x, labels = data.binary_test_set("mnist-5k")
+    test = data.load("mnist-5k", "test")
+    assert torch.equal(labels, test.labels)
+    assert set(x.unique().tolist()) <= {0.0, 1.0} and x.shape == (1000, 784)
+    assert torch.equal(x, data.static_binarize(data.to_unit_float(test.images), seed=0))
+    # Binarizing binary pixels again changes nothing (U < 1 always, U < 0 never).
+    assert torch.equal(data.binarize(x), x)
 
 
 def test_loading_is_fast():
@@ -99,8 +138,9 @@ def test_torchvision_layout_with_gzipped_idx_files(tmp_path, monkeypatch, name, 
     for split, prefix in (("train", "train"), ("test", "t10k")):
         ds = data.load(name, split, root=tmp_path)
         assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
-        np.testing.assert_array_equal(ds.images.numpy(), arrays[prefix][0])
-        np.testing.assert_array_equal(ds.labels.numpy(), arrays[prefix][1])
+        order = data.fair_order(torch.from_numpy(arrays[prefix][1]), data._order_seed(name, split))
+        np.testing.assert_array_equal(ds.images.numpy(), arrays[prefix][0][order.numpy()])
+        np.testing.assert_array_equal(ds.labels.numpy(), arrays[prefix][1][order.numpy()])
 
 
 def test_fashion_mnist_read_from_debian_folder(tmp_path, monkeypatch):
@@ -112,8 +152,9 @@ def test_fashion_mnist_read_from_debian_folder(tmp_path, monkeypatch):
         _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", np.array([9, 0, 4]))
     monkeypatch.setattr(data, "DEBIAN_FASHION", debian)
     ds = data.load("fashion-mnist", "test", root=tmp_path / "root")
-    np.testing.assert_array_equal(ds.images.numpy(), images)
-    assert ds.labels.tolist() == [9, 0, 4]
+    order = data.fair_order(torch.tensor([9, 0, 4]), data._order_seed("fashion-mnist", "test"))
+    np.testing.assert_array_equal(ds.images.numpy(), images[order.numpy()])
+    assert ds.labels.tolist() == np.array([9, 0, 4])[order.numpy()].tolist()
     assert not list((tmp_path / "root").rglob("*.tmp"))
 
 
@@ -123,6 +164,8 @@ def test_real_debian_fashion_mnist_when_installed(tmp_path):
     ds = data.load("fashion-mnist", "test", root=tmp_path)
     assert ds.images.shape == (10000, 28, 28)
     assert torch.equal(ds.labels.bincount(), torch.full((10,), 1000))
+    first = ds.labels[:100].bincount(minlength=10)
+    assert first.min() >= 8 and first.max() <= 12, first.tolist()
 
 
 def test_missing_offline_dataset_says_how_to_get_it(tmp_path, monkeypatch):

@@ -470,6 +470,23 @@ def test_binarization_modes(mode):
         assert all(abs(s - mean) < 5 * sd for s in sums)
 
 
+def test_test_set_is_binarized_by_the_books_one_protocol_whatever_the_seed():
+    from vae_core import data as vdata
+    g = torch.Generator().manual_seed(1)
+    x, xt = torch.rand(64, X_DIM, generator=g), torch.rand(40, X_DIM, generator=g)  # grey levels
+    for seed in (0, 7):
+        seen: list[torch.Tensor] = []
+
+        def recording(model, xb, yb, *, beta, generator, seen=seen):
+            if not torch.is_grad_enabled():  # the end-of-epoch test evaluation
+                seen.append(xb.clone())
+            return elbo_loss(model, xb, beta=beta, generator=generator)
+
+        fit(make_model(), x, xt, epochs=1, batch_size=64, loss_fn=recording, seed=seed,
+            progress=False, device="cpu")
+        assert torch.equal(torch.cat(seen), vdata.static_binarize(xt, vdata.TEST_BINARIZATION_SEED))
+
+
 def test_default_loss_is_objectives_loss_with_a_generator():
     x, _ = make_data(32)
     model = make_model()

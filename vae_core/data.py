@@ -12,10 +12,19 @@ Three sources, one call (:func:`load`):
   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist/*.gz``), which is
   decompressed once into ``root`` in torchvision's layout.
 
+**Order.** The raw files come sorted by class (the bundled one entirely; the others partly), so
+``x[:n]`` of a raw split would be n zeros. Every split is therefore served in one fixed, seeded
+*stratified shuffle* (:func:`fair_order`): the order within each class is a seeded random
+permutation, and the classes are interleaved in proportion to their sizes, so **every prefix is a
+fair sample** — the first 100 test digits of ``mnist-5k`` hold 10 of each class (±2). The seed is
+:data:`ORDER_SEED` mixed with the dataset and split name; the order is the same on every machine.
+
 Images are ``(N, 28, 28)`` uint8 (0–255); labels ``(N,)`` int64. Models take
 ``to_unit_float(images)``: ``(N, 784)`` float32 in [0, 1]. Binarization turns grey levels into
 {0, 1} pixels: *dynamic* (a fresh Bernoulli draw each time, as in training) or *static* (one fixed
-seeded draw, for likelihood evaluation), see :func:`binarize`.
+seeded draw, for likelihood evaluation), see :func:`binarize`. **One evaluation protocol:** every
+likelihood in the book (``fit``'s test curves, ``evaluate``, the chapters) is measured on the same
+binary digits, ``static_binarize(x, seed=TEST_BINARIZATION_SEED)``, returned by :func:`binary_test_set`.
 
 Used by: every chapter (1–7) and the benchmarks.
 """
@@ -26,6 +35,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +49,10 @@ BUNDLED_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
 SPLITS = ("train", "test")
+ORDER_SEED = 1234
+"""Seed of the stratified shuffle every split is served in (mixed with the split's name)."""
+TEST_BINARIZATION_SEED = 0
+"""Seed of the one fixed binarization of a test set that every likelihood is measured on."""
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -78,8 +92,47 @@ def load(name: str = "mnist-5k", split: str = "train", root: str | Path | None =
         images, labels = _bundled()
         test = _test_mask(labels)
         keep = test if split == "test" else ~test
-        return Dataset(images[keep], labels[keep], f"{name}/{split}")
-    return _torchvision(name, split, Path(root) if root is not None else default_root(), download)
+        images, labels = images[keep], labels[keep]
+    else:
+        root = Path(root) if root is not None else default_root()
+        images, labels = _torchvision(name, split, root, download)
+    order = fair_order(labels, _order_seed(name, split))
+    return Dataset(images[order], labels[order], f"{name}/{split}")
+
+
+def fair_order(labels: Tensor, seed: int) -> Tensor:
+    """A seeded stratified shuffle of ``labels`` (N,) int: a permutation (N,) int64 of 0..N-1.
+
+    Each class's examples are put in a seeded random order, and example number r (0-based) of a
+    class of size n_c gets the key (r + u) / n_c with u ~ Uniform[0, 1); sorting the keys interleaves
+    the classes in proportion to their sizes. So every prefix of length m holds m · n_c / N ± 2
+    examples of class c, while which example comes, and in which order within a round, is random.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    key = torch.empty(len(labels), dtype=torch.float64)
+    for c in labels.unique():
+        where = (labels == c).nonzero().squeeze(1)
+        n_c = len(where)
+        shuffled = where[torch.randperm(n_c, generator=generator)]
+        jitter = torch.rand(n_c, generator=generator, dtype=torch.float64)
+        key[shuffled] = (torch.arange(n_c, dtype=torch.float64) + jitter) / n_c
+    return torch.argsort(key, stable=True)
+
+
+def binary_test_set(name: str = "mnist-5k", root: str | Path | None = None) -> tuple[Tensor, Tensor]:
+    """The fixed binarized test split every likelihood in the book is measured on.
+
+    Returns (x, labels): x (N, 784) float32 of 0s and 1s, ``static_binarize(to_unit_float(images),
+    TEST_BINARIZATION_SEED)`` of :func:`load` (name, "test"), in its fair order; labels (N,) int64.
+    ``vae_core.train.fit`` binarizes a grey-level test set the same way, so its test curves and
+    ``vae_core.evaluate`` agree on the same digits.
+    """
+    test = load(name, "test", root=root)
+    return static_binarize(to_unit_float(test.images), TEST_BINARIZATION_SEED), test.labels
+
+
+def _order_seed(name: str, split: str) -> int:
+    return ORDER_SEED + zlib.crc32(f"{name}/{split}".encode())
 
 
 def to_unit_float(images: Tensor) -> Tensor:
@@ -104,10 +157,11 @@ def binarize(x: Tensor, generator: torch.Generator | None = None, *, validate: b
     return (u < x).to(x.dtype)
 
 
-def static_binarize(x: Tensor, seed: int = 0) -> Tensor:
-    """One fixed Bernoulli draw of x with ``seed``: the same binary images on every machine and run."""
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    return binarize(x, generator)
+def static_binarize(x: Tensor, seed: int = TEST_BINARIZATION_SEED) -> Tensor:
+    """One fixed Bernoulli draw of x (N, D) in [0, 1] with ``seed``: the same binary images on every
+    machine and run (drawn on the CPU, returned on x's device)."""
+    generator = torch.Generator().manual_seed(seed)
+    return binarize(x.cpu(), generator).to(x.device)
 
 
 def sha256_of(path: Path) -> str:
@@ -145,7 +199,7 @@ def _test_mask(labels: Tensor) -> Tensor:
     return mask
 
 
-def _torchvision(name: str, split: str, root: Path, download: bool) -> Dataset:
+def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
     from torchvision import datasets  # imported lazily: vae_core.data must load fast for mnist-5k
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
@@ -159,7 +213,7 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> Dataset:
         raise DatasetNotAvailable(_how_to_get(name, root, download)) from err
     except OSError as err:  # download attempted without a network
         raise DatasetNotAvailable(_how_to_get(name, root, download) + f" (download failed: {err})") from err
-    return Dataset(ds.data.clone(), ds.targets.to(torch.int64).clone(), f"{name}/{split}")
+    return ds.data.clone(), ds.targets.to(torch.int64).clone()
 
 
 def _how_to_get(name: str, root: Path, download: bool) -> str:

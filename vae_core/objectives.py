@@ -6,7 +6,10 @@ A training loss is ``-(rec - beta * kl).mean()`` over the batch; see :func:`loss
 - ``kl="analytic"`` (L^B): ELBO = E_q[log p(x|z)] (Monte Carlo) − KL(q(z|x) ‖ p(z)) (closed form).
 - ``kl="mc"`` (L^A): ELBO = E_q[log p(x|z) + log p(z) − log q(z|x)], all by Monte Carlo.
 
-Both are unbiased estimates of the same ELBO; L^B has lower variance. The IWAE bound
+Both are unbiased estimates of the same ELBO. Neither always has the lower variance: L^B removes
+the noise of the KL term, but near the true posterior L^A's noise in log p(x|z) + log p(z) and in
+−log q(z|x) cancels (at q = p(z|x) it has none), so L^A can be far better there (chapter 2 measures
+both); their *gradients* differ again (chapter 3). The IWAE bound
 log (1/k) Σ p(x, z_i)/q(z_i|x) is ≥ the ELBO, equals the (MC) ELBO at k = 1 and tends to log p(x).
 
 Used by: chapters 2-7, :mod:`vae_core.train`, :mod:`vae_core.evaluate`.

@@ -1,7 +1,8 @@
 """Tests of vae_core.viz: the pure computations against independent oracles, then what the figures draw.
 
-Oracles: scipy.stats.norm.ppf (manifold spacing), arccos angles and norms (slerp), torchvision's
-make_grid called here directly (image grids), model.encode called here directly (latent scatter).
+Oracles: scipy.stats.norm.ppf and numpy.quantile (manifold spacing), arccos angles and norms (slerp),
+torchvision's make_grid called here directly (image grids), model.encode called here directly (latent
+scatter).
 """
 
 from __future__ import annotations
@@ -83,6 +84,45 @@ def test_manifold_grid_draws_decoded_codes(model2: VAE) -> None:
         imgs = model2.mean_image(zz.reshape(-1, 2))
     expected = make_grid(imgs.reshape(-1, 1, 28, 28), nrow=n, padding=0)[0].numpy()
     np.testing.assert_allclose(drawn, expected, atol=1e-5)
+
+
+def test_code_quantiles_match_numpy_quantile_and_split_the_codes_evenly() -> None:
+    g = torch.Generator().manual_seed(4)
+    codes = torch.cat([torch.randn(700, 2, generator=g), 3 + 0.2 * torch.randn(300, 2, generator=g)])
+    q = viz.code_quantiles(codes, 11, lo=0.01, hi=0.99)
+    assert q.shape == (11, 2)
+    p = np.linspace(0.01, 0.99, 11)
+    for j in range(2):  # oracle: numpy's quantile (linear interpolation between order statistics)
+        np.testing.assert_allclose(q[:, j].numpy(), np.quantile(codes[:, j].double().numpy(), p), atol=1e-5)
+        # between neighbouring coordinates lies the same fraction of the codes, 0.98 / 10
+        counts = np.histogram(codes[:, j].numpy(), bins=q[:, j].numpy())[0]
+        assert np.all(np.abs(counts - 98) <= 2)
+    ends = viz.code_quantiles(codes, 3, lo=0.0, hi=1.0)
+    torch.testing.assert_close(ends[[0, -1]], torch.stack([codes.min(0).values, codes.max(0).values]))
+    with pytest.raises(ValueError, match="lo < hi"):
+        viz.code_quantiles(codes, 5, lo=0.6, hi=0.4)
+    with pytest.raises(ValueError, match=r"\(N, k\)"):
+        viz.code_quantiles(codes[:, 0], 5)
+
+
+def test_manifold_grid_on_given_coords(model2: VAE) -> None:
+    coords = torch.tensor([[-4.0, -1.0], [0.5, 0.0], [2.0, 3.0]])
+    z = viz.manifold_z(3, coords=coords)
+    # cell [i, j] = (coords[j, 0], coords[n-1-i, 1])
+    torch.testing.assert_close(z[0, 0], torch.tensor([-4.0, 3.0]))
+    torch.testing.assert_close(z[2, 1], torch.tensor([0.5, -1.0]))
+    fig = viz.manifold_grid(model2, n=3, coords=coords)
+    drawn = np.asarray(fig.axes[0].images[0].get_array())
+    with torch.no_grad():
+        imgs = model2.mean_image(z.reshape(-1, 2))
+    expected = make_grid(imgs.reshape(-1, 1, 28, 28), nrow=3, padding=0)[0].numpy()
+    np.testing.assert_allclose(drawn, expected, atol=1e-5)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["-4.00", "0.50", "2.00"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["3.00", "0.00", "-1.00"]
+    with pytest.raises(ValueError, match="shape"):
+        viz.manifold_z(4, coords=coords)
+    with pytest.raises(ValueError, match="increase"):
+        viz.manifold_z(3, coords=coords.flip(0))
 
 
 # ---------------------------------------------------------------- interpolation

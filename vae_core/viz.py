@@ -3,7 +3,8 @@
 Each picture is split in two:
 
 - a **pure computation** that returns tensors (``grid_image``, ``reconstruct``, ``encode_means``,
-  ``manifold_z``, ``interpolate``, ``interpolation_images``, ``traversal``), tested against oracles;
+  ``normal_quantiles``, ``code_quantiles``, ``manifold_z``, ``interpolate``, ``interpolation_images``,
+  ``traversal``), tested against oracles;
 - a **plotting function** that draws those tensors and returns a :class:`matplotlib.figure.Figure`
   (``image_grid``, ``reconstruction_pairs``, ``latent_scatter``, ``manifold_grid``,
   ``interpolation_strip``, ``traversal_grid``).
@@ -307,6 +308,43 @@ def normal_quantiles(n: int, lo: float = 0.05, hi: float = 0.95) -> Tensor:
     return torch.distributions.Normal(0.0, 1.0).icdf(p).float()
 
 
+def code_quantiles(codes: Tensor | np.ndarray, n: int, lo: float = 0.005, hi: float = 0.995) -> Tensor:
+    """(n, k) empirical quantiles of each column of ``codes`` (N, k) at probabilities linspace(lo, hi, n).
+
+    The counterpart of :func:`normal_quantiles` for the codes themselves: column j holds n coordinates
+    along latent dimension j with the same fraction of the codes, (hi - lo) / (n - 1), between
+    neighbours, so a manifold grid built on them (``manifold_z(..., coords=...)``) covers where the
+    encoder actually puts the data instead of where the prior says it should. Quantiles interpolate
+    linearly between order statistics (``torch.quantile``'s default, as ``numpy.quantile``'s).
+    0 <= lo < hi <= 1 (0 and 1 give the smallest and largest code).
+
+    Used by: chapter 5 (manifold grid on the codes' quantiles).
+    """
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"need 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+    c = torch.as_tensor(codes).detach().cpu().to(torch.float64)
+    if c.dim() != 2 or len(c) == 0:
+        raise ValueError(f"codes must be a non-empty (N, k) tensor, got shape {tuple(c.shape)}")
+    if not torch.isfinite(c).all():
+        raise ValueError("codes contains NaN or inf values")
+    p = torch.linspace(lo, hi, int(n), dtype=torch.float64)
+    return torch.quantile(c, p, dim=0).float()
+
+
+def _grid_coords(n: int, lo: float, hi: float, coords: Tensor | np.ndarray | None) -> Tensor:
+    """(n, 2) coordinates of a manifold grid along its two axes: the given ones, or normal quantiles."""
+    if coords is None:
+        return normal_quantiles(n, lo, hi).unsqueeze(1).expand(-1, 2)
+    c = torch.as_tensor(coords, dtype=torch.float32).detach().cpu()
+    if c.shape != (n, 2):
+        raise ValueError(f"coords must have shape (n, 2) = ({n}, 2), got {tuple(c.shape)}")
+    if not torch.isfinite(c).all():
+        raise ValueError("coords contains NaN or inf values")
+    if not bool((c[1:] > c[:-1]).all()):
+        raise ValueError("coords must increase strictly along each axis")
+    return c
+
+
 def manifold_z(
     n: int = 20,
     dims: Sequence[int] = (0, 1),
@@ -314,22 +352,24 @@ def manifold_z(
     base: Tensor | Sequence[float] | None = None,
     lo: float = 0.05,
     hi: float = 0.95,
+    coords: Tensor | np.ndarray | None = None,
 ) -> Tensor:
     """Latent codes of a manifold grid: (n, n, z_dim).
 
-    Cell [i, j] (row i from the top, column j from the left) has z[dims[0]] = q[j] and
-    z[dims[1]] = q[n - 1 - i], with q = :func:`normal_quantiles` (n, lo, hi): the horizontal axis grows to
-    the right and the vertical axis grows upwards, as in a plot. Other dimensions are taken from ``base``
-    (default: zeros, the prior mean).
+    Cell [i, j] (row i from the top, column j from the left) has z[dims[0]] = q[j, 0] and
+    z[dims[1]] = q[n - 1 - i, 1]: the horizontal axis grows to the right and the vertical axis grows
+    upwards, as in a plot. q is ``coords`` (n, 2), strictly increasing in each column (e.g. from
+    :func:`code_quantiles`), or by default :func:`normal_quantiles` (n, lo, hi) on both axes (lo and hi
+    are then unused). Other dimensions are taken from ``base`` (default: zeros, the prior mean).
 
-    Used by: chapter 5.
+    Used by: chapters 5, 7.
     """
     dims = _check_dims(dims, z_dim, count=2)
-    q = normal_quantiles(n, lo, hi)
+    q = _grid_coords(n, lo, hi, coords)
     z0 = torch.zeros(z_dim) if base is None else _latent_vector(base, z_dim, "base")
     z = z0.expand(n, n, z_dim).clone()
-    z[:, :, dims[0]] = q.view(1, n)
-    z[:, :, dims[1]] = q.flip(0).view(n, 1)
+    z[:, :, dims[0]] = q[:, 0].view(1, n)
+    z[:, :, dims[1]] = q[:, 1].flip(0).view(n, 1)
     return z
 
 
@@ -342,23 +382,26 @@ def manifold_grid(
     hi: float = 0.95,
     ax: Axes | None = None,
     title: str | None = None,
+    coords: Tensor | np.ndarray | None = None,
 ) -> Figure:
-    """Decode an n×n grid of latent codes on inverse-normal-CDF spacing (see :func:`manifold_z`).
+    """Decode an n×n grid of latent codes (see :func:`manifold_z`): on inverse-normal-CDF spacing by
+    default, or on the given ``coords`` (n, 2), e.g. the codes' own quantiles (:func:`code_quantiles`).
 
     Tick labels give the z values of a few rows/columns.
 
     Used by: chapter 5.
     """
-    z = manifold_z(n, dims, model.z_dim, base, lo, hi)
+    z = manifold_z(n, dims, model.z_dim, base, lo, hi, coords=coords)
     imgs = _decode_images(model, z.reshape(n * n, model.z_dim))
+    default_title = f"Decoded z on Φ⁻¹({lo}..{hi}) spacing" if coords is None else "Decoded z on a grid"
     fig = image_grid(imgs, nrow=n, ax=ax, padding=0, figsize=(7.0, 7.0),
-                     title=title if title is not None else f"Decoded z on Φ⁻¹({lo}..{hi}) spacing")
+                     title=title if title is not None else default_title)
     axes = ax if ax is not None else fig.axes[0]
     side = math.isqrt(model.x_dim)
-    q = normal_quantiles(n, lo, hi).numpy()
+    q = _grid_coords(n, lo, hi, coords).numpy()
     idx = sorted({0, n // 2, n - 1})
-    axes.set_xticks([side * (j + 0.5) for j in idx], [f"{q[j]:.2f}" for j in idx])
-    axes.set_yticks([side * (i + 0.5) for i in idx], [f"{q[n - 1 - i]:.2f}" for i in idx])
+    axes.set_xticks([side * (j + 0.5) for j in idx], [f"{q[j, 0]:.2f}" for j in idx])
+    axes.set_yticks([side * (i + 0.5) for i in idx], [f"{q[n - 1 - i, 1]:.2f}" for i in idx])
     axes.set_xlabel(f"z[{dims[0]}]")
     axes.set_ylabel(f"z[{dims[1]}]")
     return fig

@@ -38,8 +38,9 @@ $(VENDOR)/.copied: node_modules/.installed
 
 # Executes the notebooks through jupyter-cache (an unchanged notebook is not re-run) and builds the
 # HTML into _build/html. Warnings are errors; the execution reports are kept when a build fails.
+# REPO_URL=https://host/owner/name adds repository, issue and launch buttons; unset, there are none.
 book: install
-	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+	BOOK_REPOSITORY_URL=$(REPO_URL) $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 
 # Unit tests, strict nbval over every notebook, then the browser tests of the built book.
 test: book

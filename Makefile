@@ -36,13 +36,15 @@ $(VENDOR)/.copied: node_modules/.installed
 	rm -f $(VENDOR)/html-manager/*.map
 	touch $@
 
-# Executes the notebooks through jupyter-cache (an unchanged notebook is not re-run) and builds the
-# HTML into _build/html. Warnings are errors; the execution reports are kept when a build fails.
+# Builds the HTML into _build/html from the notebooks and the outputs committed with them (no
+# execution: `make execute` recomputes the outputs, `make test` proves them reproducible). Warnings
+# are errors.
 # REPO_URL=https://host/owner/name adds repository, issue and launch buttons; unset, there are none.
 book: install
 	BOOK_REPOSITORY_URL=$(REPO_URL) $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 
-# Unit tests, strict nbval over every notebook, then the browser tests of the built book.
+# Unit tests, strict nbval over every notebook (each executed once, in a fresh kernel, every output
+# compared with the committed one), then the browser tests of the built book.
 test: book
 	$(BIN)/python -m pytest tests -m "not browser"
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout=900 -p no:cacheprovider notebooks
@@ -55,7 +57,8 @@ unit: install
 lint: install
 	$(BIN)/ruff check .
 
-# Re-execute every notebook in a fresh kernel and store its outputs (run after editing a chapter).
+# Re-execute every notebook in a fresh kernel and store its outputs (run after editing a chapter,
+# then `make book`; a single chapter: `make execute NOTEBOOKS=notebooks/04_training.ipynb`).
 execute: install
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \

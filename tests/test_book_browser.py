@@ -72,3 +72,19 @@ def test_page_is_self_contained_and_math_renders(site, path):
         assert "\\(" not in page.inner_text("main"), f"{path}: untypeset TeX left in the page"
     watch.assert_clean()
     page.close()
+
+
+@pytest.mark.parametrize("query,chapter", [("ELBO", "02_elbo"),
+                                           ("reparameterization", "03_gradient_estimators")])
+def test_search_works_offline(site, query, chapter):
+    # The theme's search page loads searchindex.js from the book itself and lists matching pages.
+    base, b = site
+    page = b.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{base}/search.html?q={query}", wait_until="networkidle")
+    page.wait_for_selector("#search-results ul.search li", timeout=15_000)
+    hits = page.eval_on_selector_all("#search-results ul.search li a",
+                                     "links => links.map(a => a.getAttribute('href'))")
+    assert any(chapter in (h or "") for h in hits), (query, hits[:10])
+    watch.assert_clean()
+    page.close()

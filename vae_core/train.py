@@ -28,19 +28,10 @@ Used by: chapters 4-7 (training every model of the book), benchmarks (``benchmar
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
-import inspect
-import json
 import math
+import numbers
 import os
-import pickle
-import pickletools
-import re
-import tempfile
 import time
-import warnings
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,15 +41,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import __version__
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    atomic_save,
+    check_compatible,
+    check_writable,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    tensor_digest,
+)
 from .checks import _trusted_values, check_batch, check_non_negative, check_positive_int
 from .data import binarize as _bernoulli  # `binarize` is also fit's argument name
 from .data import static_binarize
 from .distributions import gaussian_kl, reparameterize
 from .objectives import KL_MODES, elbo
 
-CHECKPOINT_FORMAT = "vae_core.checkpoint"
-CHECKPOINT_VERSION = 1
 BINARIZE_MODES = ("dynamic", "static", None)
 CUDA_NAN_CHECK_EVERY = 50
 """On CUDA the loss is checked for NaN/inf every this many steps (and at each epoch end) to avoid a
@@ -68,10 +68,6 @@ EVAL_BATCH_SIZE = 1024
 
 # Offsets that derive independent seeds from the user's ``seed`` (arbitrary distinct constants).
 _SEED_GLOBAL, _SEED_STATIC, _SEED_TEST_NOISE = 0x5EED0001, 0x5EED0002, 0x5EED0004
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable vae_core checkpoint: corrupt, foreign, unsafe, or another architecture."""
 
 
 class LossFn(Protocol):
@@ -234,189 +230,6 @@ def elbo_loss(model: nn.Module, x: Tensor, y: Tensor | None = None, *, beta: flo
 
 
 # --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-def _model_config(model: nn.Module) -> dict[str, Any] | None:
-    config = getattr(model, "config", None)
-    return dict(config()) if callable(config) else None
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically: write a temp file in the same directory, fsync it, then
-    ``os.replace`` it onto ``path``. A crash at any point leaves either the old file or the new one,
-    never a half-written file, and no temp file behind (best effort on a hard kill)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX); harmless elsewhere
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, history: History | None = None,
-                    *, epoch: int = 0, extra: Mapping[str, Any] | None = None) -> None:
-    """Write a checkpoint atomically (see :func:`atomic_save`).
-
-    Contents (all tensors / primitive types, loadable with ``weights_only=True``): ``format`` and
-    ``format_version``, ``vae_core_version``, ``model_class`` (class name) and ``model_config``
-    (``model.config()``), ``model_state`` (state_dict), ``optimizer_state``, ``history``
-    (:meth:`History.to_dict`), ``epoch`` (epochs completed) and anything in ``extra`` (fit stores its
-    RNG states, global step and settings there).
-    """
-    ckpt: dict[str, Any] = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "vae_core_version": __version__,
-        "model_class": type(model).__name__,
-        "model_config": _model_config(model),
-        "model_state": model.state_dict(),
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "history": (history or History()).to_dict(),
-        "epoch": int(epoch),
-    }
-    if extra:
-        ckpt.update(extra)
-    atomic_save(ckpt, path)
-
-
-_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
-
-
-def _raw_pickle_imports_code(path: Path) -> bool:
-    """Whether a pickle file (plain, or the ``data.pkl`` inside torch's zip format) asks to import or
-    call something. Parsed with ``pickletools.genops``, which only reads opcodes and never executes
-    them. False when the file is not a pickle at all (garbage, JSON, truncated)."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
-                blob = archive.read(names[0]) if names else b""
-        else:
-            blob = path.read_bytes()
-        return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(blob))
-    except Exception:
-        return False
-
-
-def _torch_load_safely(path: Path, map_location: Any) -> Any:
-    """torch.load(weights_only=True) with every failure turned into a CheckpointError."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "pickle protocol 4" from foreign pickles
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        message = str(e)
-        offending = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
-        if offending or _raw_pickle_imports_code(path):
-            what = f" ({offending.group(1)})" if offending else ""
-            raise CheckpointError(
-                f"{path} was refused: it asks to import or call Python code{what}, which a checkpoint "
-                "never does. It was read with torch.load(weights_only=True), so nothing in it was "
-                "executed; do not load it with weights_only=False unless you trust its source."
-            ) from None
-        raise CheckpointError(f"{path} is not a valid checkpoint: it is corrupt or not a torch file "
-                              "(unreadable pickle)") from None
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile,
-            AttributeError, IndexError, TypeError) as e:
-        raise CheckpointError(
-            f"{path} is not a valid checkpoint: it is corrupt, truncated or not a torch file "
-            f"({type(e).__name__})"
-        ) from None
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` / :func:`fit`, safely.
-
-    Only ``torch.load(path, weights_only=True)`` is used: a pickle with code in it is refused and
-    nothing in it runs. If ``model`` is given, its class and ``config()`` must match the checkpoint's
-    (the error names the mismatch, e.g. "checkpoint has z_dim=2 but model has z_dim=20") and its
-    parameters are loaded; likewise the optimizer state if ``optimizer`` is given.
-    Returns the checkpoint dict (``history`` as a plain dict: use :meth:`History.from_dict`).
-    Raises FileNotFoundError if the file is missing, :class:`CheckpointError` for a corrupt, foreign,
-    unsafe or mismatched file.
-
-    Used by: :func:`fit` (resume), :func:`pretrained`, appendix (reproducibility).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = _torch_load_safely(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is a torch file but not a vae_core checkpoint "
-                              f"(no format={CHECKPOINT_FORMAT!r} marker)")
-    version = ckpt.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this vae_core "
-                              f"({__version__}) reads versions <= {CHECKPOINT_VERSION}")
-    if model is not None:
-        check_compatible(ckpt, model, source=str(path))
-        try:
-            model.load_state_dict(ckpt["model_state"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: parameters do not fit the model: {e}") from None
-    if optimizer is not None:
-        if ckpt.get("optimizer_state") is None:
-            raise CheckpointError(f"{path} has no optimizer state to resume from")
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-    return ckpt
-
-
-def check_compatible(ckpt: Mapping[str, Any], model: nn.Module, source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the first difference between the checkpoint's
-    architecture (class and config) and ``model``'s."""
-    cls = type(model).__name__
-    if ckpt.get("model_class") != cls:
-        raise CheckpointError(f"{source}: checkpoint is a {ckpt.get('model_class')} but model is a {cls}")
-    saved, mine = ckpt.get("model_config"), _model_config(model)
-    if saved is None or mine is None:
-        return  # no config() to compare: load_state_dict will check shapes
-    for key in sorted(set(saved) | set(mine)):
-        if saved.get(key) != mine.get(key):
-            raise CheckpointError(f"{source}: checkpoint has {key}={saved.get(key)!r} but model has "
-                                  f"{key}={mine.get(key)!r}")
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
-               ) -> tuple[nn.Module, History]:
-    """Rebuild a model of :mod:`vae_core.models` from a checkpoint: (model, history).
-
-    The class is looked up by name in :mod:`vae_core.models` only (never imported from the file).
-    """
-    from . import models
-
-    ckpt = load_checkpoint(path, map_location=map_location)
-    cls = getattr(models, str(ckpt.get("model_class")), None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or ckpt.get("model_config") is None:
-        raise CheckpointError(f"{path}: cannot rebuild model class {ckpt.get('model_class')!r} "
-                              "(not in vae_core.models or no config); build it and pass model=")
-    model = cls(**ckpt["model_config"])
-    model.load_state_dict(ckpt["model_state"])
-    if map_location is not None:
-        model.to(map_location)
-    return model, History.from_dict(ckpt["history"])
-
-
-# --------------------------------------------------------------------------------------------------
 # RNG state
 # --------------------------------------------------------------------------------------------------
 
@@ -462,12 +275,32 @@ _RESUME_KEYS = ("batch_size", "lr", "beta", "warmup_epochs", "free_bits", "binar
                 "n_samples", "n_train")
 
 
+_DIGEST_KEYS = {"train_x_digest": "training data", "test_x_digest": "test data",
+                "train_y_digest": "training labels", "test_y_digest": "test labels",
+                "loss_fn_identity": "a loss function"}
+
+
+def _run_digests(train_x: Any, test_x: Any, train_y: Any, test_y: Any,
+                 loss_fn: Callable[..., Any] | None) -> dict[str, str | None]:
+    from .cache import UnkeyableCallable, callable_identity  # cache imports this module
+
+    try:
+        identity = callable_identity(loss_fn)
+    except UnkeyableCallable:  # resumption then checks the function's name only
+        identity = f"{getattr(loss_fn, '__module__', '?')}.{getattr(loss_fn, '__qualname__', '?')}"
+    return {"train_x_digest": tensor_digest(torch.as_tensor(train_x)),
+            "test_x_digest": tensor_digest(None if test_x is None else torch.as_tensor(test_x)),
+            "train_y_digest": tensor_digest(None if train_y is None else torch.as_tensor(train_y)),
+            "test_y_digest": tensor_digest(None if test_y is None else torch.as_tensor(test_y)),
+            "loss_fn_identity": identity}
+
+
 def _validate_hparams(epochs: int, batch_size: int, lr: float, beta: float, warmup_epochs: float,
                       free_bits: float, binarize: str | None, kl: str, n_samples: int) -> None:
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(n_samples, "n_samples")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < math.inf):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (0 < lr < math.inf):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     check_non_negative(beta, "beta")
     check_non_negative(warmup_epochs, "warmup_epochs")
@@ -527,6 +360,7 @@ def fit(
     device: str | torch.device | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     loss_fn: LossFn | None = None,
     train_y: Tensor | np.ndarray | None = None,
@@ -558,8 +392,12 @@ def fit(
         device: "cpu", "cuda", ... (default: CUDA if available).
         checkpoint_path: if given, a checkpoint is written atomically at the end of every epoch.
         resume: continue from ``checkpoint_path`` if it exists (a missing file starts afresh); the
-            fit settings must equal the interrupted run's (``epochs`` may grow). The result equals
-            the uninterrupted run's bitwise.
+            fit settings, the training and test data, the labels and the loss function must equal
+            the interrupted run's, and ``epochs`` may grow but not shrink. The result equals the
+            uninterrupted run's bitwise.
+        overwrite: start afresh over an existing ``checkpoint_path``. Without it (and without
+            ``resume``) an existing checkpoint is refused, so forgetting ``resume=True`` cannot
+            replace a long run's progress with an epoch-1 file.
         progress: show a ``tqdm.auto`` bar over epochs (stderr / a notebook widget).
         loss_fn: custom loss, see :class:`LossFn` (default :func:`elbo_loss`); needed for labels.
         train_y, test_y: (N,) labels passed batch by batch to ``loss_fn`` (conditional VAE, M2).
@@ -575,8 +413,19 @@ def fit(
     Used by: chapters 4-7 (directly or through :func:`pretrained`), benchmarks (issue 7, "B").
     """
     _validate_hparams(epochs, batch_size, lr, beta, warmup_epochs, free_bits, binarize, kl, n_samples)
+    seed = check_positive_int(seed, "seed", minimum=0)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path")
+    if resume and overwrite:
+        raise ValueError("resume=True and overwrite=True contradict each other; choose one")
+    if checkpoint_path is not None:
+        checkpoint_path = check_writable(checkpoint_path)  # before any training
+        if checkpoint_path.exists() and not (resume or overwrite):
+            raise FileExistsError(f"{checkpoint_path} exists: pass resume=True to continue that run, "
+                                  "or overwrite=True to start afresh and replace it")
+    if train_y is not None and test_x is not None and test_y is None:
+        raise ValueError("train_y is given but test_y is not: a model trained with labels is also "
+                         "evaluated with them; pass test_y (or no test_x)")
     if loss_fn is not None and (free_bits or kl != "analytic" or n_samples != 1):
         raise ValueError("free_bits, kl and n_samples configure the default loss; with a custom "
                          "loss_fn, handle them inside it")
@@ -599,6 +448,8 @@ def fit(
     settings = {"batch_size": batch_size, "lr": float(lr), "beta": float(beta),
                 "warmup_epochs": float(warmup_epochs), "free_bits": float(free_bits),
                 "binarize": binarize, "seed": int(seed), "kl": kl, "n_samples": n_samples, "n_train": n}
+    if checkpoint_path is not None:  # what the run is made of, so that a resumption can be checked
+        settings.update(_run_digests(train_x, test_x, train_y, test_y, None if default_loss else loss_fn))
 
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -615,12 +466,21 @@ def fit(
     start_epoch, global_step = 0, 0
     ckpt = None
     if resume and Path(checkpoint_path).exists():
-        ckpt = load_checkpoint(checkpoint_path, model, optimizer, map_location=device)
+        ckpt = load_checkpoint(checkpoint_path, map_location=device)  # verified before use
+        check_compatible(ckpt, model, source=str(checkpoint_path))
         saved = ckpt.get("fit_settings", {})
         for key in _RESUME_KEYS:
             if saved.get(key) != settings[key]:
                 raise CheckpointError(f"cannot resume from {checkpoint_path}: it was trained with "
                                       f"{key}={saved.get(key)!r}, this call has {key}={settings[key]!r}")
+        for key, what in _DIGEST_KEYS.items():
+            if key in saved and saved[key] != settings[key]:
+                raise CheckpointError(f"cannot resume from {checkpoint_path}: this call has other "
+                                      f"{what} than the run it holds")
+        if int(ckpt["epoch"]) > epochs:
+            raise CheckpointError(f"cannot resume from {checkpoint_path}: it has {ckpt['epoch']} "
+                                  f"epochs already, more than epochs={epochs}")
+        load_checkpoint(checkpoint_path, model, optimizer, map_location=device)
         history = History.from_dict(ckpt["history"])
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
 
@@ -700,7 +560,6 @@ def _check_finite(step_losses: Tensor, start: int, stop: int, epoch: int, steps_
     )
 
 
-_FIT_SIGNATURE = inspect.signature(fit)
 
 
 def _progress_bar(epochs: int, initial: int, enabled: bool) -> Any:
@@ -716,150 +575,20 @@ def _postfix(history: History) -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# Deterministic cache of trained models
-# --------------------------------------------------------------------------------------------------
-
-# fit arguments that do not change the trained parameters, hence not part of the cache key
-_NOT_IN_KEY = frozenset({"model", "train_x", "test_x", "train_y", "test_y", "progress", "device",
-                         "checkpoint_path", "resume"})
-# the modules whose source determines what training produces
-_KEY_MODULES = ("data.py", "checks.py", "distributions.py", "models.py", "objectives.py", "train.py")
+# The model cache lives in vae_core.cache (it imports this module); its names stay reachable here.
+_FROM_CACHE = frozenset({"pretrained", "cache_key", "default_cache_dir", "callable_identity"})
 
 
-def default_cache_dir() -> Path:
-    """``$VAE_CORE_CACHE`` or ``~/.cache/vae_core`` (read at call time)."""
-    return Path(os.environ.get("VAE_CORE_CACHE", Path.home() / ".cache" / "vae_core"))
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CACHE:
+        from . import cache
 
-
-def tensor_digest(x: Tensor | np.ndarray | None) -> str | None:
-    """sha256 of a tensor's dtype, shape and bytes (≈0.1 s for 60k×784 uint8 on one core)."""
-    if x is None:
-        return None
-    arr = np.ascontiguousarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x))
-    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
-
-
-def _library_digest() -> str:
-    """sha256 of the source of the modules that determine training (any edit invalidates the cache)."""
-    here = Path(__file__).parent
-    h = hashlib.sha256(__version__.encode())
-    for name in _KEY_MODULES:
-        p = here / name
-        h.update(name.encode() + (p.read_bytes() if p.exists() else b""))
-    return h.hexdigest()
-
-
-def _callable_identity(fn: Callable[..., Any] | None) -> str | None:
-    if fn is None:
-        return None
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        return name
-    return f"{name}:{hashlib.sha256(source.encode()).hexdigest()}"
-
-
-def cache_key(model_class: type[nn.Module], config: Mapping[str, Any], train_x: Any, test_x: Any = None,
-              *, data_key: str | None = None, device: torch.device | str | None = None,
-              **fit_kwargs: Any) -> tuple[str, dict[str, Any]]:
-    """The key of :func:`pretrained`: (hex sha256, the JSON-able description it hashes).
-
-    It hashes: the model class (module + name) and its constructor config; every argument of
-    :func:`fit` that changes the result, with defaults filled in (so ``lr=1e-3`` and no ``lr`` are the
-    same key; ``progress``, ``checkpoint_path`` are not part of it); the identity of the data — the
-    sha256 of the bytes of ``train_x``, ``test_x`` and labels, or ``data_key`` when given (then
-    the caller vouches that the key names the data); the source of the vae_core modules that
-    determine training (any edit retrains); the torch version; and the device type (CPU and CUDA
-    give different bits).
-    """
-    bound = _FIT_SIGNATURE.bind(None, train_x, test_x, **fit_kwargs)
-    bound.apply_defaults()
-    fit_args = {k: v for k, v in bound.arguments.items() if k not in _NOT_IN_KEY}
-    fit_args["loss_fn"] = _callable_identity(fit_args.get("loss_fn"))
-    dev = torch.device(device) if device is not None else default_device()
-    if data_key is not None:
-        data: Any = {"data_key": str(data_key)}
-    else:
-        data = {name: tensor_digest(bound.arguments.get(name))
-                for name in ("train_x", "test_x", "train_y", "test_y")}
-    description = {
-        "model_class": f"{model_class.__module__}.{model_class.__qualname__}",
-        "config": dict(config),
-        "fit": fit_args,
-        "data": data,
-        "library": _library_digest(),
-        "torch": torch.__version__,
-        "device": dev.type,
-    }
-    blob = json.dumps(description, sort_keys=True, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest(), description
-
-
-def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
-               test_x: Tensor | np.ndarray | None = None, *,
-               model_class: type[nn.Module] | str = "VAE", data_key: str | None = None,
-               cache_dir: str | os.PathLike | None = None, **fit_kwargs: Any) -> tuple[nn.Module, History]:
-    """A trained model, from the cache if this exact training was done before, else trained and cached.
-
-    ``model_class(**config)`` is built with its initial parameters drawn from ``seed`` (a fit
-    argument, default 0), trained by ``fit(model, train_x, test_x, **fit_kwargs)`` and saved
-    atomically to ``cache_dir`` (default :func:`default_cache_dir`) under the :func:`cache_key`.
-    The next call with the same key — from any notebook, in any order — loads it instead
-    (``weights_only=True``) and returns the same parameters and the same :class:`History`, so plots
-    are identical. Nothing is printed either way (the progress bar, on stderr, is drawn complete on a
-    cache hit). A corrupt cache file is replaced by retraining (with a warning).
-
-    config: constructor arguments, e.g. ``{"x_dim": 784, "h_dim": 400, "z_dim": 20}``.
-    model_class: a class or the name of one in :mod:`vae_core.models`.
-    Returns (model on the fit device, history).
-
-    Used by: chapters 4-7 (sharing the 784-400-20 and 784-256-2 models between notebooks).
-    """
-    if isinstance(model_class, str):
-        from . import models
-
-        cls = getattr(models, model_class, None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(f"vae_core.models has no model class {model_class!r}")
-        model_class = cls
-    if "model" in fit_kwargs:
-        raise TypeError("pretrained builds the model itself from config; do not pass model=")
-    key, description = cache_key(model_class, config, train_x, test_x, data_key=data_key, **fit_kwargs)
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = path / f"{model_class.__name__}-{key[:24]}.pt"
-    seed = fit_kwargs.get("seed", 0)
-    with _private_global_rng(_derive_seed(seed, 0x1A17), torch.device("cpu")):
-        model = model_class(**config)
-    device = fit_kwargs.get("device")
-    device = torch.device(device) if device is not None else default_device()
-    if path.exists():
-        try:
-            ckpt = load_checkpoint(path, model, map_location="cpu")
-            if ckpt.get("cache_key") != key:
-                raise CheckpointError(f"{path} holds another training (key mismatch)")
-        except CheckpointError as e:
-            warnings.warn(f"ignoring unusable cached model ({e}); retraining", stacklevel=2)
-        else:
-            history = History.from_dict(ckpt["history"])
-            model.to(device)
-            bar = _progress_bar(history.epochs, 0, fit_kwargs.get("progress", True))
-            bar.set_postfix(_postfix(history), refresh=False)
-            bar.update(history.epochs)
-            bar.close()
-            return model, history
-    history = fit(model, train_x, test_x, **fit_kwargs)
-    cpu_state = copy.deepcopy(model).to("cpu")
-    save_checkpoint(path, cpu_state, None, history, epoch=history.epochs,
-                    extra={"cache_key": key, "cache_description": json.dumps(description, default=repr)})
-    return model, history
+        return getattr(cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "History", "LossFn", "CheckpointError", "fit", "elbo_loss", "warmup_beta", "prepare_data",
     "default_device", "atomic_save", "save_checkpoint", "load_checkpoint", "check_compatible",
-    "load_model", "pretrained", "cache_key", "default_cache_dir", "tensor_digest",
+    "load_model", "tensor_digest", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION",
 ]

@@ -3,10 +3,14 @@ functions by what they compute), damaged and foreign entries, unwritable caches.
 
 from __future__ import annotations
 
+import functools
+import os
+
 import pytest
+import torch
 from test_train import H_DIM, X_DIM, Z_DIM, make_data, make_model, same_params
 
-from vae_core import train
+from vae_core import cache, checkpoints, train
 from vae_core.checkpoints import load_checkpoint
 from vae_core.models import VAE
 
@@ -26,7 +30,7 @@ def test_pretrained_trains_once_then_loads_identically(tmp_path, monkeypatch, ca
     def must_not_train(*args, **kwargs):
         raise AssertionError("fit was called on a cache hit")
 
-    monkeypatch.setattr(train, "fit", must_not_train)
+    monkeypatch.setattr(cache, "fit", must_not_train)
     m2, h2 = train.pretrained(config, x, x[:64], epochs=2, lr=1e-3, progress=False, device="cpu")
     assert capsys.readouterr().out == out1 == ""
     assert same_params(m1, m2) and h1 == h2
@@ -73,3 +77,141 @@ def test_pretrained_rejects_unknown_class_and_model_argument(tmp_path):
         train.pretrained({}, x, model=make_model(), epochs=1, cache_dir=tmp_path)
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged and foreign entries, keys of loss functions, unwritable caches (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+CFG = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+
+
+def test_a_damaged_cache_entry_is_retrained_like_a_clean_run(tmp_path):
+    from test_checkpoints import _flip_one_bit_in_weights
+
+    x, _ = make_data()
+    clean, _ = train.pretrained(CFG, x, epochs=1, progress=False, cache_dir=tmp_path / "clean", device="cpu")
+    train.pretrained(CFG, x, epochs=1, progress=False, cache_dir=tmp_path, device="cpu")
+    (entry,) = tmp_path.glob("*.pt")
+    _flip_one_bit_in_weights(entry)
+    with pytest.warns(UserWarning, match="damaged.*retraining"):
+        again, _ = train.pretrained(CFG, x, epochs=1, progress=False, cache_dir=tmp_path, device="cpu")
+    assert same_params(again, clean)
+    load_checkpoint(entry)  # replaced by a sound file
+
+
+def test_a_foreign_entry_never_reaches_the_model_and_the_retrained_one_equals_a_clean_run(tmp_path):
+    x, _ = make_data()
+    clean, _ = train.pretrained(CFG, x, epochs=2, progress=False, cache_dir=tmp_path / "clean", device="cpu")
+    train.pretrained(CFG, x, epochs=2, progress=False, cache_dir=tmp_path, device="cpu")
+    (entry,) = tmp_path.glob("*.pt")
+    # another valid training (other seed, more epochs) put at this key's path
+    foreign, _ = train.pretrained(CFG, x, epochs=3, seed=5, progress=False, cache_dir=tmp_path / "f",
+                                  device="cpu")
+    (foreign_file,) = (tmp_path / "f").glob("*.pt")
+    entry.write_bytes(foreign_file.read_bytes())
+    with pytest.warns(UserWarning, match="another training"):
+        got, history = train.pretrained(CFG, x, epochs=2, progress=False, cache_dir=tmp_path, device="cpu")
+    assert same_params(got, clean) and not same_params(got, foreign) and history.epochs == 2
+    assert load_checkpoint(entry)["epoch"] == 2  # the entry now holds this training
+    again, _ = train.pretrained(CFG, x, epochs=2, progress=False, cache_dir=tmp_path, device="cpu")
+    assert same_params(again, clean)
+
+
+def make_loss(weight: float):
+    def loss(model, x, y, *, beta, generator):
+        total, terms = train.elbo_loss(model, x, beta=beta, generator=generator)
+        return weight * total, terms
+    return loss
+
+
+def test_closures_of_one_factory_with_other_values_get_other_keys_and_models(tmp_path):
+    x, _ = make_data()
+    ids = [cache.callable_identity(make_loss(w)) for w in (1.0, 0.0, 1.0)]
+    assert ids[0] != ids[1] and ids[0] == ids[2]
+    a, _ = train.pretrained(CFG, x, epochs=1, loss_fn=make_loss(1.0), progress=False, cache_dir=tmp_path,
+                            device="cpu")
+    b, _ = train.pretrained(CFG, x, epochs=1, loss_fn=make_loss(0.0), progress=False, cache_dir=tmp_path,
+                            device="cpu")
+    assert len(list(tmp_path.glob("*.pt"))) == 2 and not same_params(a, b)
+
+
+def test_two_lambdas_on_one_line_and_defaults_and_globals_are_told_apart():
+    f, g = (lambda m, x, y, **k: 1.0), (lambda m, x, y, **k: 2.0)  # noqa: E731
+    assert cache.callable_identity(f) != cache.callable_identity(g)
+
+    def with_default(m, x, y, *, beta, generator, scale=1.0):
+        return scale
+
+    def with_other_default(m, x, y, *, beta, generator, scale=2.0):
+        return scale
+
+    with_other_default.__qualname__ = with_default.__qualname__
+    assert cache.callable_identity(with_default) != cache.callable_identity(with_other_default)
+    def scaled(scale, model, x, y, *, beta, generator):
+        return scale
+
+    ids = [cache.callable_identity(functools.partial(scaled, s)) for s in (1.0, 2.0, 1.0)]
+    assert ids[0] != ids[1] and ids[0] == ids[2]
+    global SCALE
+    SCALE = 1.0
+    before = cache.callable_identity(reads_a_global)
+    SCALE = 3.0
+    assert cache.callable_identity(reads_a_global) != before
+    SCALE = 1.0
+    assert cache.callable_identity(reads_a_global) == before
+
+
+SCALE = 1.0
+
+
+def reads_a_global(model, x, y, *, beta, generator):
+    return SCALE
+
+
+def test_a_loss_that_captures_what_cannot_be_keyed_is_refused_with_the_fix(tmp_path):
+    net = torch.nn.Linear(2, 2)
+
+    def captures_a_model(model, x, y, *, beta, generator):
+        return net(x)
+
+    x, _ = make_data()
+    with pytest.raises(cache.UnkeyableCallable, match="captured variable 'net'.*data_key"):
+        train.pretrained(CFG, x, epochs=1, loss_fn=captures_a_model, progress=False, cache_dir=tmp_path)
+    assert issubclass(cache.UnkeyableCallable, TypeError)
+
+
+def test_keys_do_not_depend_on_the_process_hash_seed(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path[:0] = {paths!r}; from vae_core import cache\n"
+            "def f(m, x, y, *, beta, generator):\n    return x in ('a', 'b', 'c', 'd') and beta\n"
+            "print(cache.callable_identity(f))")
+    paths = [p for p in sys.path if p]
+    outs = {subprocess.run([sys.executable, "-c", code.format(paths=paths)], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(s)}, check=True).stdout for s in (1, 2)}
+    assert len(outs) == 1 and len(outs.pop().strip()) == 64
+
+
+def test_an_unwritable_cache_still_returns_the_trained_model(tmp_path, monkeypatch):
+    x, _ = make_data()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", refuse)
+    with pytest.warns(UserWarning, match="could not be cached"):
+        model, history = train.pretrained(CFG, x, epochs=1, progress=False, cache_dir=tmp_path, device="cpu")
+    assert history.epochs == 1 and isinstance(model, VAE)
+    monkeypatch.undo()
+    clean, _ = train.pretrained(CFG, x, epochs=1, progress=False, cache_dir=tmp_path / "c", device="cpu")
+    assert same_params(model, clean)
+
+
+def test_an_empty_cache_variable_is_an_error_not_the_current_folder(monkeypatch):
+    monkeypatch.setenv("VAE_CORE_CACHE", "")
+    with pytest.raises(ValueError, match="VAE_CORE_CACHE is set but empty"):
+        cache.default_cache_dir()
+    monkeypatch.delenv("VAE_CORE_CACHE")
+    assert cache.default_cache_dir().name == "vae_core"

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -211,6 +212,73 @@ def test_resume_refuses_other_settings_and_missing_file_starts_fresh(tmp_path):
     assert same_params(fresh, ref)
     with pytest.raises(ValueError, match="checkpoint_path"):
         fit(make_model(), x, epochs=1, resume=True, **KW)
+
+
+def test_resume_refuses_what_it_cannot_reproduce(tmp_path):
+    x, _ = make_data()
+    other_x, _ = make_data(seed=1)  # other training data of the same size
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), x, x[:64], epochs=3, checkpoint_path=ckpt, **KW)
+    before = ckpt.read_bytes()
+    cases = [
+        ({"train_x": other_x}, "other training data"),
+        ({"test_x": x[64:128]}, "other test data"),
+        ({"loss_fn": make_scaled_loss(2.0)}, "other a loss function|other loss"),
+        ({"epochs": 2}, "3 epochs already, more than epochs=2"),
+    ]
+    for change, match in cases:
+        args = {"train_x": x, "test_x": x[:64], "epochs": 4, **change}
+        with pytest.raises(CheckpointError, match=match):
+            fit(make_model(), args.pop("train_x"), args.pop("test_x"), checkpoint_path=ckpt, resume=True,
+                **args, **KW)
+    assert ckpt.read_bytes() == before  # nothing was overwritten
+    # the same loss function re-created (same code and values) resumes
+    fit(make_model(), x, x[:64], epochs=3, checkpoint_path=tmp_path / "d.pt", loss_fn=make_scaled_loss(1.0),
+        **KW)
+    fit(make_model(), x, x[:64], epochs=4, checkpoint_path=tmp_path / "d.pt", resume=True,
+        loss_fn=make_scaled_loss(1.0), **KW)
+    assert load_checkpoint(tmp_path / "d.pt")["epoch"] == 4
+
+
+def make_scaled_loss(scale: float):
+    def scaled(model, xb, yb, *, beta, generator):
+        loss, terms = elbo_loss(model, xb, beta=beta, generator=generator)
+        return scale * loss, terms
+    return scaled
+
+
+def test_forgetting_resume_does_not_overwrite_progress(tmp_path):
+    x, _ = make_data()
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), x, epochs=3, checkpoint_path=ckpt, **KW)
+    before = ckpt.read_bytes()
+    with pytest.raises(FileExistsError, match="resume=True.*overwrite=True"):
+        fit(make_model(), x, epochs=1, checkpoint_path=ckpt, **KW)
+    assert ckpt.read_bytes() == before
+    with pytest.raises(ValueError, match="contradict"):
+        fit(make_model(), x, epochs=1, checkpoint_path=ckpt, resume=True, overwrite=True, **KW)
+    fit(make_model(), x, epochs=1, checkpoint_path=ckpt, overwrite=True, **KW)
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_numpy_scalars_are_accepted_where_python_numbers_are():
+    x, _ = make_data(64)
+    a, b = make_model(), make_model()
+    kw = {k: v for k, v in KW.items() if k != "batch_size"}
+    fit(a, x, epochs=1, lr=np.float32(1e-3), seed=np.int64(2), batch_size=np.int64(32), **kw)
+    fit(b, x, epochs=1, lr=float(np.float32(1e-3)), seed=2, **dict(KW, batch_size=32))
+    assert same_params(a, b)
+
+
+def test_labels_for_training_need_labels_for_the_test_set_before_training():
+    x, y = make_data()
+    model = ConditionalVAE(X_DIM, H_DIM, Z_DIM, n_classes=8)
+
+    def cond_loss(m, xb, yb, *, beta, generator):
+        return elbo_loss(m.given(yb), xb, beta=beta, generator=generator)
+
+    with pytest.raises(ValueError, match="test_y"):
+        fit(model, x, x[:32], epochs=1, loss_fn=cond_loss, train_y=y, **KW)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +525,7 @@ def test_conditional_model_with_labels_and_scalar_terms():
     ({"warmup_epochs": -1}, "warmup_epochs"), ({"free_bits": -0.5}, "free_bits"),
     ({"binarize": "yes"}, "binarize"), ({"kl": "exact"}, "kl"), ({"n_samples": 0}, "n_samples"),
     ({"free_bits": 0.5, "loss_fn": elbo_loss}, "free_bits"),
+    ({"seed": 1.5}, "seed"), ({"seed": -1}, "seed"), ({"seed": True}, "seed"), ({"seed": "0"}, "seed"),
 ])
 def test_bad_hyperparameters_are_rejected(kwargs, match):
     x, _ = make_data(16)

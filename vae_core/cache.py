@@ -112,6 +112,12 @@ def _value_key(value: Any, where: str, seen: set[int]) -> Any:
         return {"dict": [[repr(k), _value_key(v, where, seen)] for k, v in sorted(value.items(), key=repr)]}
     if isinstance(value, types.ModuleType):
         return {"module": value.__name__}
+    if isinstance(value, (nn.Module, torch.optim.Optimizer, torch.Generator)):
+        raise UnkeyableCallable(
+            f"cannot key the loss function for the model cache: {where} is a {type(value).__name__} "
+            "(its state changes what the function computes). Pass it as a tensor or plain value, or "
+            "pass data_key= naming the training yourself"
+        )
     if isinstance(value, type):
         return {"class": f"{value.__module__}.{value.__qualname__}"}
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, np.ufunc)):

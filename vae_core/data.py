@@ -70,8 +70,14 @@ class Dataset(NamedTuple):
 
 
 def default_root() -> Path:
-    """Where torchvision-layout datasets live: ``$VAE_CORE_DATA`` or ``~/.cache/vae_core/data``."""
-    return Path(os.environ.get("VAE_CORE_DATA", Path.home() / ".cache" / "vae_core" / "data"))
+    """Where torchvision-layout datasets live: ``$VAE_CORE_DATA`` or ``~/.cache/vae_core/data``. An
+    empty variable is an error, not the current folder."""
+    value = os.environ.get("VAE_CORE_DATA")
+    if value is None:
+        return Path.home() / ".cache" / "vae_core" / "data"
+    if not value.strip():
+        raise ValueError("VAE_CORE_DATA is set but empty; unset it or name a folder")
+    return Path(value)
 
 
 def load(name: str = "mnist-5k", split: str = "train", root: str | Path | None = None,
@@ -151,8 +157,8 @@ def binarize(x: Tensor, generator: torch.Generator | None = None, *, validate: b
     0, 1 stays 1) and about 3× faster than ``torch.bernoulli`` on a CPU — training calls it every step,
     with ``validate=False`` since its data were checked once up front.
     """
-    if validate and (not torch.is_floating_point(x) or x.min() < 0 or x.max() > 1):
-        raise ValueError("binarize expects float intensities in [0, 1]; use to_unit_float first")
+    if validate and (not torch.is_floating_point(x) or not bool(((x >= 0) & (x <= 1)).all())):
+        raise ValueError("binarize expects float intensities in [0, 1] (no NaN); use to_unit_float first")
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (u < x).to(x.dtype)
 
@@ -207,13 +213,22 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     _decompress_idx(raw, raw)  # torchvision reads the uncompressed IDX files only
     if name == "fashion-mnist":
         _decompress_idx(DEBIAN_FASHION, raw)
+    for idx in sorted(raw.glob("*-ubyte")) if raw.is_dir() else ():
+        problem = _idx_problem(idx)
+        if problem is not None:
+            raise DatasetNotAvailable(f"{idx} is not a complete IDX file ({problem}); delete it and "
+                                      "restore the dataset's files")
     try:
         ds = cls(str(root), train=(split == "train"), download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
         raise DatasetNotAvailable(_how_to_get(name, root, download)) from err
     except OSError as err:  # download attempted without a network
         raise DatasetNotAvailable(_how_to_get(name, root, download) + f" (download failed: {err})") from err
-    return ds.data.clone(), ds.targets.to(torch.int64).clone()
+    images, labels = ds.data.clone(), ds.targets.to(torch.int64).clone()
+    if len(images) != len(labels):
+        raise DatasetNotAvailable(f"{name}/{split} under {raw} has {len(images)} images but {len(labels)} "
+                                  "labels: the IDX files do not belong together; replace them")
+    return images, labels
 
 
 def _how_to_get(name: str, root: Path, download: bool) -> str:
@@ -231,13 +246,48 @@ def _how_to_get(name: str, root: Path, download: bool) -> str:
 
 
 def _decompress_idx(src: Path, raw: Path) -> None:
-    """Decompress ``src/*-ubyte.gz`` into ``raw/`` (torchvision's layout) once, atomically per file."""
+    """Decompress ``src/*-ubyte.gz`` into ``raw/`` (torchvision's layout) once, atomically per file.
+
+    The decompressed bytes must be a complete IDX file (its header's sizes match its length) before
+    they replace anything; a truncated or foreign ``.gz`` raises :class:`DatasetNotAvailable` naming
+    the file, and nothing half-written is kept. An existing decompressed file that is not a complete
+    IDX file (e.g. from a truncated download) is replaced.
+    """
     for gz in sorted(src.glob("*-ubyte.gz")):
         target = raw / gz.name[: -len(".gz")]
-        if target.exists():
+        if target.exists() and _idx_problem(target) is None:
             continue
         raw.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
+        try:
+            with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            problem = _idx_problem(tmp)
+            if problem is not None:
+                raise DatasetNotAvailable(f"{gz} does not hold a complete IDX file ({problem}); "
+                                          "replace it with a good copy")
+        except (EOFError, OSError, gzip.BadGzipFile) as e:
+            tmp.unlink(missing_ok=True)
+            raise DatasetNotAvailable(f"{gz} is truncated or not a gzip file ({type(e).__name__}: {e}); "
+                                      "replace it with a good copy") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, target)
+
+
+def _idx_problem(path: Path) -> str | None:
+    """None if ``path`` is a complete IDX file of unsigned bytes, else what is wrong with it."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[:3] != b"\x00\x00\x08" or not 1 <= header[3] <= 4:
+            return "no IDX header of unsigned bytes"
+        dims_raw = f.read(4 * header[3])
+    if len(dims_raw) < 4 * header[3]:
+        return "header cut short"
+    dims = [int.from_bytes(dims_raw[i:i + 4], "big") for i in range(0, len(dims_raw), 4)]
+    expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
+    if size != expected:
+        return f"{size} bytes where its header promises {expected}"
+    return None

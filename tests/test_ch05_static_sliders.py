@@ -207,7 +207,7 @@ def test_sliders_redraw_the_decoded_digit_in_chromium(page_path: Path, explorers
         _check_pixels(page, e2, models[2], [-0.8, 1.35])
         assert page.locator(f"#{e2} output").nth(1).inner_text() == "1.35"
 
-        page.locator(f"#{e2} input[type=range]").nth(0).fill("-3")  # the far left: the region of the 1s
+        page.locator(f"#{e2} input[type=range]").nth(0).fill("-3")  # the far left end of the slider
         _check_pixels(page, e2, models[2], [-3.0, 1.35])
 
         top, third = explorers[20]["dims"][0], explorers[20]["dims"][3]

@@ -329,6 +329,8 @@ def test_encoder_analytic_kl_has_lower_variance_than_mc_kl():
 
 def test_encoder_gradient_variance_argument_checks():
     model, x = _tiny_vae()
+    with pytest.raises(ValueError, match="pathwise"):
+        E.encoder_gradient_variance(model, x, "score", kl="stl")
     with pytest.raises(ValueError, match="estimator"):
         E.encoder_gradient_variance(model, x, "reinforce")
     with pytest.raises(ValueError, match="kl"):
@@ -589,8 +591,9 @@ def _exact_encoder_gradient(model: VAE, x: torch.Tensor, names: list[str]) -> di
     return dict(zip(names, torch.autograd.grad(objective, [params[n] for n in names]), strict=True))
 
 
-@pytest.mark.parametrize("kl", ["analytic", "mc"])
-@pytest.mark.parametrize("estimator", ["pathwise", "score"])
+@pytest.mark.parametrize(("estimator", "kl"), [("pathwise", "analytic"), ("pathwise", "mc"),
+                                               ("pathwise", "stl"), ("score", "analytic"),
+                                               ("score", "mc")])
 def test_encoder_estimators_are_unbiased_for_the_exact_gradient(estimator, kl):
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -648,3 +651,47 @@ def test_encoder_gradient_variance_gaussian_decoder_and_bad_x():
         E.encoder_gradient_variance(model, torch.full((4, 6), float("nan")))
     with pytest.raises(ValueError, match=r"must have shape \(batch, 6\)"):
         E.encoder_gradient_variance(model, torch.rand(4, 5))
+
+
+# ------------------------------- sticking the landing: zero variance when q is the exact posterior
+
+class _LinearGaussian(torch.nn.Module):
+    """p(z) = N(0, I_2), p(x|z) = N(W z + c, s² I_4), W with orthogonal columns, so the exact posterior
+    N(A (x − c), Σ) has a diagonal Σ = (I + WᵀW/s²)⁻¹ and A = Σ Wᵀ/s² (conjugate Gaussian algebra).
+    The encoder is linear with a free log-variance, so it can equal the posterior exactly."""
+
+    def __init__(self, shift: float = 0.0):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(4, 2, generator=_gen(0), dtype=torch.float64))
+        self.w = q * torch.tensor([2.0, 0.7], dtype=torch.float64)
+        self.c = torch.tensor([0.3, -0.2, 0.1, 0.5], dtype=torch.float64)
+        self.s2 = 0.5
+        cov = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + self.w.T @ self.w / self.s2)
+        assert torch.allclose(cov, torch.diag(torch.diag(cov)))
+        self.to_mu = torch.nn.Linear(4, 2).double()
+        with torch.no_grad():
+            self.to_mu.weight.copy_(cov @ self.w.T / self.s2)
+            self.to_mu.bias.copy_(-(cov @ self.w.T / self.s2) @ self.c + shift)
+        self.logvar = torch.nn.Parameter(torch.log(torch.diag(cov)).clone())
+
+    def encode(self, x):
+        return self.to_mu(x), self.logvar.expand(len(x), 2)
+
+    def log_likelihood(self, x, z):
+        return Normal(z @ self.w.T + self.c, self.s2**0.5).log_prob(x).sum(-1)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_sticking_the_landing_has_zero_variance_at_the_exact_posterior(shift):
+    model = _LinearGaussian(shift)
+    x = torch.randn(5, 4, generator=_gen(1), dtype=torch.float64)
+    var = {kl: E.encoder_gradient_variance(model, x, "pathwise", n_repeats=50, kl=kl, seed=2)
+           for kl in ("stl", "analytic", "mc")}
+    stl = max(st.mean_variance for st in var["stl"].values())
+    others = min(min(st.mean_variance for st in var[kl].values()) for kl in ("analytic", "mc"))
+    if shift == 0.0:  # q = p(z|x): log p(x, z) − log q(z|x) = log p(x) for every z
+        assert stl < 1e-20 and others > 1e-3
+        for st in var["stl"].values():  # and the gradient of the ELBO is 0 at its maximum
+            assert st.mean.abs().max() < 1e-10
+    else:  # q off the posterior: STL is noisy too
+        assert stl > 1e-3

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vae_core import evaluate
 from vae_core.distributions import gaussian_kl
@@ -286,3 +286,106 @@ def test_grid_log_likelihood_refuses_more_than_two_latent_dimensions():
         evaluate.grid_log_likelihood(VAE(X_DIM, 8, 3), binary_data(2))
     with pytest.raises(ValueError, match="limit"):
         evaluate.grid_log_likelihood(one_d_model(), binary_data(2), limit=0.0)
+
+
+# ---- iwae_estimate / mean_with_errors: the two error bars of a test log-likelihood ----------------
+
+
+def test_iwae_estimate_values_are_iwae_log_likelihood_and_se_between_is_numpy_sem():
+    model, x = one_d_model(), binary_data(10)
+    est = evaluate.iwae_estimate(model, x, k=40, seed=3)
+    assert torch.equal(est.values, evaluate.iwae_log_likelihood(model, x, k=40, seed=3))
+    v = est.values.double().numpy()
+    assert est.mean == pytest.approx(v.mean(), abs=1e-12)
+    assert est.se_between == pytest.approx(v.std(ddof=1) / math.sqrt(len(v)), rel=1e-9)
+
+
+def test_iwae_estimate_mc_error_matches_the_spread_of_repeated_estimates():
+    # oracle: 300 independent estimates of the same digits; their spread is the Monte-Carlo error
+    model, x = one_d_model(), binary_data(6)
+    runs = [evaluate.iwae_estimate(model, x, k=64, seed=s) for s in range(300)]
+    means = torch.tensor([r.mean for r in runs], dtype=torch.float64)
+    predicted = float(torch.tensor([r.se_mc for r in runs]).pow(2).mean().sqrt())
+    assert float(means.std()) == pytest.approx(predicted, rel=0.15)
+    per_digit_spread = torch.stack([r.values.double() for r in runs]).var(0)
+    per_digit_predicted = torch.stack([r.mc_var for r in runs]).mean(0)
+    assert ((per_digit_spread / per_digit_predicted - 1).abs() < 0.35).all()
+
+
+def test_iwae_estimate_mc_variance_is_undefined_at_k1_and_zero_for_equal_weights():
+    model, x = one_d_model(), binary_data(4)
+    assert torch.isnan(evaluate.iwae_estimate(model, x, k=1).mc_var).all()
+    est = evaluate.mean_with_errors(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0.0, 0.09, 0.16]))
+    assert est.mean == pytest.approx(7 / 3)
+    assert est.se_mc == pytest.approx(0.5 / 3)
+    assert math.isnan(evaluate.mean_with_errors(torch.tensor([1.0, 2.0])).se_mc)
+    with pytest.raises(ValueError, match="N >= 2"):
+        evaluate.mean_with_errors(torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="shape of values"):
+        evaluate.mean_with_errors(torch.tensor([1.0, 2.0]), torch.zeros(3))
+
+
+# ---- grid_posterior: both KLs between q(z|x) and the exact posterior ------------------------------
+
+
+class LinearGaussian(torch.nn.Module):
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, s² I), z 2-D: p(x) and p(z|x) are Gaussians in closed form.
+    Its encoder q(z|x) = N(A(x − b), diag(e^-1.5, e^-0.5)) is deliberately not the posterior."""
+
+    likelihood = "gaussian"
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.x_dim, self.z_dim = 5, 2
+        self.W = torch.nn.Parameter(0.15 * torch.randn(5, 2, generator=g, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.full((5,), 0.5, dtype=torch.float64))
+        self.log_sigma2_x = torch.nn.Parameter(torch.tensor(math.log(0.02), dtype=torch.float64))
+        self.A = torch.nn.Parameter(0.5 * torch.randn(2, 5, generator=g, dtype=torch.float64))
+
+    def decode(self, z):
+        return z @ self.W.T + self.b
+
+    def encode(self, x):
+        x = x.double()
+        return (x - self.b) @ self.A.T, torch.tensor([-1.5, -0.5], dtype=torch.float64).expand(len(x), 2)
+
+    def exact(self, x):
+        """(p(x), p(z|x), q(z|x)) as torch.distributions."""
+        s2, eye = self.log_sigma2_x.exp(), torch.eye(2, dtype=torch.float64)
+        cov = torch.linalg.inv(eye + self.W.T @ self.W / s2)
+        post = MultivariateNormal((x.double() - self.b) @ self.W @ cov.T / s2, covariance_matrix=cov)
+        marginal = MultivariateNormal(self.b, self.W @ self.W.T + s2 * torch.eye(5, dtype=torch.float64))
+        mu, logvar = self.encode(x)
+        return marginal, post, MultivariateNormal(mu, covariance_matrix=torch.diag_embed(logvar.exp()))
+
+
+def test_grid_posterior_matches_the_closed_forms_of_a_linear_gaussian_model():
+    model = LinearGaussian()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        x = (model.decode(torch.randn(6, 2, generator=g, dtype=torch.float64))
+             + 0.1 * torch.randn(6, 5, generator=g, dtype=torch.float64)).clamp(0, 1).float()
+        marginal, post, q = model.exact(x)
+        got = evaluate.grid_posterior(model, x, limit=6.0, n=600, batch_size=4)
+    assert torch.allclose(got.log_px, marginal.log_prob(x.double()), atol=1e-6)
+    assert torch.allclose(got.kl_q_p, kl_divergence(q, post), atol=1e-6)
+    assert torch.allclose(got.kl_p_q, kl_divergence(post, q), atol=1e-6)
+    assert torch.allclose(got.elbo, got.log_px - got.kl_q_p)
+    assert (got.kl_q_p - got.kl_p_q).abs().min() > 0.1  # the two directions differ here
+
+
+def test_grid_posterior_agrees_with_grid_log_likelihood_and_the_elbo_of_a_vae():
+    torch.manual_seed(0)
+    model = VAE(X_DIM, 16, 2)
+    with torch.no_grad():
+        model.decoder_hidden.weight *= 3
+        model.to_x.weight *= 3
+    x = binary_data(8)
+    got = evaluate.grid_posterior(model, x, limit=6.0, n=300)
+    assert torch.allclose(got.log_px, evaluate.grid_log_likelihood(model, x, limit=6.0, n=300))
+    mc = torch.stack([evaluate.test_elbo(model, x, n_samples=5000, reduction="none", seed=s).elbo.double()
+                      for s in range(8)])  # vs 8 x 5,000 samples, within 4 standard errors
+    assert ((got.elbo - mc.mean(0)).abs() < 4 * mc.std(0) / math.sqrt(8) + 1e-3).all()
+    assert torch.allclose(got.elbo, evaluate.grid_posterior(model, x, limit=8.0, n=800).elbo, atol=1e-5)
+    assert (got.kl_q_p > 0).all() and (got.kl_p_q > 0).all()

@@ -478,6 +478,13 @@ def _encoder_parameters(model: nn.Module, x: Tensor) -> dict[str, nn.Parameter]:
 def _single_sample_objective(model: nn.Module, x: Tensor, estimator: str, kl: str,
                              generator: torch.Generator) -> Tensor:
     """A scalar whose gradient w.r.t. the encoder parameters is one single-sample ELBO-gradient estimate."""
+    if estimator == "pathwise" and kl == "stl":
+        # "sticking the landing": log p(x, z) − log q(z|x) differentiated along the path z(φ, ε)
+        # only; log q's own parameters are held fixed (its score term, mean 0, is dropped)
+        mu, logvar = model.encode(x)
+        z = reparameterize(mu, logvar, 1, generator)  # (1, batch, z_dim), path to phi
+        log_q = gaussian_log_prob(z, mu.detach(), logvar.detach())
+        return (model.log_likelihood(x, z) + gaussian_log_prob(z) - log_q).mean()
     if estimator == "pathwise":
         return elbo(model, x, n_samples=1, kl=kl, generator=generator).elbo.mean()
     mu, logvar = model.encode(x)
@@ -526,6 +533,12 @@ def encoder_gradient_variance(
       Both have expectation ∇_φ J, the same as the pathwise estimator: the estimators differ only in
       variance. The decoder is not differentiated.
 
+    - ``"pathwise"`` with ``kl="stl"`` ("sticking the landing", Roeder, Wu & Duvenaud 2017): the
+      integrand h = log p(x, z) − log q_φ(z|x) is differentiated through z = μ_φ + σ_φ ε only, with
+      log q's parameters held fixed. The L^A gradient is this *path derivative* plus the score term
+      −∇_φ log q_φ(z|x)|_z, whose expectation is 0, so STL is unbiased too; at q_φ = p(z|x),
+      h = log p(x) for every z and STL's variance is exactly 0 (L^A's and L^B's are not).
+
     Repeats use a ``torch.Generator`` seeded with ``seed``; with the same seed both estimators see the
     same ε. Statistics are accumulated in float64 with Welford's algorithm (memory O(#parameters)).
 
@@ -534,7 +547,7 @@ def encoder_gradient_variance(
         x: (batch, x_dim) in [0, 1].
         estimator: "pathwise" or "score".
         n_repeats: independent single-sample estimates (≥ 2).
-        kl: "analytic" (L^B) or "mc" (L^A).
+        kl: "analytic" (L^B), "mc" (L^A), or "stl" (path derivative of L^A; pathwise only).
         seed: seed of the draws.
 
     Returns:
@@ -546,8 +559,10 @@ def encoder_gradient_variance(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    if kl not in KL_MODES:
-        raise ValueError(f"kl must be one of {KL_MODES}, got {kl!r}")
+    if kl not in (*KL_MODES, "stl"):
+        raise ValueError(f"kl must be one of {(*KL_MODES, 'stl')}, got {kl!r}")
+    if kl == "stl" and estimator != "pathwise":
+        raise ValueError("kl='stl' (sticking the landing) is a pathwise estimator")
     check_positive_int(n_repeats, "n_repeats", minimum=2)
     params = _encoder_parameters(model, x)
     names, tensors = list(params), list(params.values())

@@ -16,6 +16,7 @@ most informative dimensions), benchmarks (IWAE k = 5000 time and memory).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -66,6 +67,29 @@ def test_elbo(model: nn.Module, x: Tensor | np.ndarray, n_samples: int = 1, batc
 test_elbo.__test__ = False  # type: ignore[attr-defined]  # a library function, not a pytest test
 
 
+def _iwae_log_weight_sums(model: nn.Module, x: Tensor, k: int, batch_size: int, chunk_size: int,
+                          seed: int) -> tuple[Tensor, Tensor]:
+    """logsumexp_i log w_i and logsumexp_i 2 log w_i over the k weights of each example: (N,), (N,)."""
+    check_positive_int(k, "k")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(chunk_size, "chunk_size")
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    sums, sums_sq = [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        mu, logvar = model.encode(xb)
+        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        log_w = torch.empty(k, len(xb), device=mu.device, dtype=mu.dtype)
+        std = torch.exp(0.5 * logvar)
+        for j in range(0, k, chunk_size):
+            z = mu + std * eps[j:j + chunk_size]  # (chunk, batch, z_dim)
+            log_w[j:j + chunk_size] = (model.log_likelihood(xb, z) + gaussian_log_prob(z)
+                                       - gaussian_log_prob(z, mu, logvar))
+        sums.append(torch.logsumexp(log_w, dim=0))
+        sums_sq.append(torch.logsumexp(2 * log_w.double(), dim=0))
+    return torch.cat(sums), torch.cat(sums_sq)
+
+
 @torch.no_grad()
 def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch_size: int = 100,
                         chunk_size: int = 500, seed: int = 0) -> Tensor:
@@ -82,24 +106,73 @@ def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000,
 
     Used by: chapter 6 (k = 1 … 5000), benchmarks (evaluation speed and memory).
     """
-    check_positive_int(k, "k")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(chunk_size, "chunk_size")
-    x = _prepare(model, x)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        mu, logvar = model.encode(xb)
-        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        log_w = torch.empty(k, len(xb), device=mu.device, dtype=mu.dtype)
-        std = torch.exp(0.5 * logvar)
-        for j in range(0, k, chunk_size):
-            z = mu + std * eps[j:j + chunk_size]  # (chunk, batch, z_dim)
-            log_w[j:j + chunk_size] = (model.log_likelihood(xb, z) + gaussian_log_prob(z)
-                                       - gaussian_log_prob(z, mu, logvar))
-        out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
-    return torch.cat(out)
+    sums, _ = _iwae_log_weight_sums(model, _prepare(model, x), k, batch_size, chunk_size, seed)
+    return sums - math.log(k)
+
+
+class MeanEstimate(NamedTuple):
+    """A mean over examples with its two standard errors, in the units of ``values`` (nats).
+
+    mean: the mean of ``values``. se_between: the spread between examples, std(values)/√N (ddof 1):
+    how much the mean would move on another sample of N examples from the same distribution.
+    se_mc: the Monte-Carlo noise of the mean on *these* examples, √(Σ_n mc_var_n)/N: how much it
+    would move with other random numbers. values (N,) and mc_var (N,): per example.
+    """
+
+    mean: float
+    se_between: float
+    se_mc: float
+    values: Tensor
+    mc_var: Tensor
+
+
+def mean_with_errors(values: Tensor, mc_var: Tensor | None = None) -> MeanEstimate:
+    """Mean of per-example values (N,) with its between-example and Monte-Carlo standard errors.
+
+    values: (N,), N ≥ 2, e.g. log-likelihoods in nats. mc_var: (N,) the Monte-Carlo variance of each
+    value (the examples' estimates are independent given the data); None → se_mc = nan.
+    se_between = std(values, ddof=1)/√N; se_mc = √(Σ mc_var)/N.
+
+    Used by: chapter 6 (the test log-likelihood and its two error bars), :func:`iwae_estimate`.
+    """
+    values = torch.as_tensor(values).detach()
+    if values.dim() != 1 or len(values) < 2:
+        raise ValueError(f"values must have shape (N,) with N >= 2, got {tuple(values.shape)}")
+    n = len(values)
+    v = values.double()
+    if mc_var is None:
+        mc_var = torch.full_like(v, math.nan)
+    mc_var = torch.as_tensor(mc_var).detach().double()
+    if mc_var.shape != v.shape:
+        raise ValueError(f"mc_var must have the shape of values {tuple(v.shape)}, got {tuple(mc_var.shape)}")
+    return MeanEstimate(v.mean().item(), (v.std(correction=1) / math.sqrt(n)).item(),
+                        (mc_var.sum().sqrt() / n).item(), values, mc_var)
+
+
+@torch.no_grad()
+def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch_size: int = 100,
+                  chunk_size: int = 500, seed: int = 0) -> MeanEstimate:
+    """The IWAE log-likelihood of :func:`iwae_log_likelihood`, its mean and both standard errors.
+
+    values: exactly ``iwae_log_likelihood(model, x, k, batch_size, chunk_size, seed)`` (N,) in nats.
+    mc_var: the delta-method variance of each log-estimate from its own k weights,
+    Var[log ŵ] ≈ s²_w / (k ŵ²) = (k Σ_i w̃_i² − 1)/(k − 1), with ŵ the mean weight, s²_w their sample
+    variance and w̃_i = w_i / Σ_j w_j the normalised weights (Σ w̃² = 1/ESS, the inverse effective
+    sample size). It needs k ≥ 2 (nan at k = 1) and, like any estimate from the weights themselves,
+    cannot see mass that no sample reached: it measures the noise of the estimate, not its bias below
+    log p(x). The mean's Monte-Carlo standard error is √(Σ mc_var)/N; the between-example one
+    std/√N (see :class:`MeanEstimate`).
+
+    Used by: chapter 6 (k = 5000 on the 1,000 test digits).
+    """
+    sums, sums_sq = _iwae_log_weight_sums(model, _prepare(model, x), k, batch_size, chunk_size, seed)
+    values = sums - math.log(k)
+    if k == 1:
+        mc_var = torch.full_like(sums, math.nan, dtype=torch.float64)
+    else:
+        inv_ess = torch.exp(sums_sq - 2 * sums.double())  # Σ w̃², in [1/k, 1]
+        mc_var = ((k * inv_ess - 1) / (k - 1)).clamp_min(0.0)
+    return mean_with_errors(values, mc_var)
 
 
 @torch.no_grad()
@@ -144,6 +217,40 @@ def kl_per_dim(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 1000)
     return gaussian_kl(mu.unsqueeze(-1), logvar.unsqueeze(-1)).double().mean(0).to(mu.dtype)
 
 
+def _grid_log_joint(model: nn.Module, x: Tensor | np.ndarray, limit: float, n: int, chunk_size: int):
+    """Checks the arguments; returns (x float64, h, d, an iterator of (z (G, d), log p(x, z) (N, G)))."""
+    check_positive_int(n, "n")
+    check_positive_int(chunk_size, "chunk_size")
+    limit = float(limit)
+    if not (0 < limit < math.inf):
+        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+    z_dim = getattr(model, "z_dim", None)
+    if z_dim not in (1, 2):
+        raise ValueError(f"grid_log_likelihood needs a model with z_dim 1 or 2 (an n^d grid), got {z_dim}")
+    likelihood = getattr(model, "likelihood", "bernoulli")
+    x = _prepare(model, x).double()
+    h = 2.0 * limit / n
+    axis = torch.linspace(-limit + h / 2, limit - h / 2, n, dtype=torch.float64, device=x.device)
+    grid = axis[:, None] if z_dim == 1 else torch.cartesian_prod(axis, axis)  # (n^d, d)
+    dtype = next(model.parameters()).dtype
+    x_sq = (x * x).sum(-1)
+
+    def chunks():
+        for start in range(0, len(grid), chunk_size):
+            z = grid[start:start + chunk_size]
+            out = model.decode(z.to(dtype)).double()  # (G, x_dim): logits or means
+            if likelihood == "bernoulli":
+                log_lik = x @ out.T - torch.nn.functional.softplus(out).sum(-1)  # (N, G)
+            else:
+                log_s2 = model.log_sigma2_x.double()
+                sq = x_sq[:, None] - 2 * x @ out.T + (out * out).sum(-1)
+                log_lik = -0.5 * (sq / log_s2.exp() + x.shape[1] * (math.log(2 * math.pi) + log_s2))
+            log_prior = -0.5 * (z * z).sum(-1) - 0.5 * z_dim * math.log(2 * math.pi)
+            yield z, log_lik + log_prior
+
+    return x, h, z_dim, chunks()
+
+
 @torch.no_grad()
 def grid_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0, n: int = 400,
                         chunk_size: int = 8192) -> Tensor:
@@ -164,34 +271,87 @@ def grid_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, limit: float =
     Used by: chapter 6 (the exact gap of the ELBO and IWAE on the 2-D model), appendix
     "misconceptions" (log p(x|z = μ) is not a bound).
     """
-    check_positive_int(n, "n")
-    check_positive_int(chunk_size, "chunk_size")
-    limit = float(limit)
-    if not (0 < limit < math.inf):
-        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
-    z_dim = getattr(model, "z_dim", None)
-    if z_dim not in (1, 2):
-        raise ValueError(f"grid_log_likelihood needs a model with z_dim 1 or 2 (an n^d grid), got {z_dim}")
-    likelihood = getattr(model, "likelihood", "bernoulli")
-    x = _prepare(model, x).double()
-    h = 2.0 * limit / n
-    axis = torch.linspace(-limit + h / 2, limit - h / 2, n, dtype=torch.float64, device=x.device)
-    grid = axis[:, None] if z_dim == 1 else torch.cartesian_prod(axis, axis)  # (n^d, d)
+    x, h, z_dim, chunks = _grid_log_joint(model, x, limit, n, chunk_size)
     total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
-    dtype = next(model.parameters()).dtype
-    x_sq = (x * x).sum(-1)
-    for start in range(0, len(grid), chunk_size):
-        z = grid[start:start + chunk_size]
-        out = model.decode(z.to(dtype)).double()  # (G, x_dim): logits or means
-        if likelihood == "bernoulli":
-            log_lik = x @ out.T - torch.nn.functional.softplus(out).sum(-1)  # (N, G)
-        else:
-            log_s2 = model.log_sigma2_x.double()
-            sq = x_sq[:, None] - 2 * x @ out.T + (out * out).sum(-1)
-            log_lik = -0.5 * (sq / log_s2.exp() + x.shape[1] * (math.log(2 * math.pi) + log_s2))
-        log_prior = -0.5 * (z * z).sum(-1) - 0.5 * z_dim * math.log(2 * math.pi)
-        total = torch.logaddexp(total, torch.logsumexp(log_lik + log_prior, dim=-1))
+    for _, log_joint in chunks:
+        total = torch.logaddexp(total, torch.logsumexp(log_joint, dim=-1))
     return total + z_dim * math.log(h)
 
 
-__all__ = ["test_elbo", "iwae_log_likelihood", "active_units", "kl_per_dim", "grid_log_likelihood"]
+class _WeightedMean:
+    """Running Σ_g e^{a_g} f_g / Σ_g e^{a_g} over chunks of g, stable for any scale of a: (N,)."""
+
+    def __init__(self, n: int, device: torch.device):
+        self.top = torch.full((n,), -math.inf, dtype=torch.float64, device=device)
+        self.mass = torch.zeros(n, dtype=torch.float64, device=device)
+        self.total = torch.zeros(n, dtype=torch.float64, device=device)
+
+    def add(self, a: Tensor, f: Tensor) -> None:
+        top = torch.maximum(self.top, a.max(-1).values)
+        scale = torch.exp(self.top - top)
+        w = torch.exp(a - top[:, None])
+        self.mass = self.mass * scale + w.sum(-1)
+        self.total = self.total * scale + (w * f).sum(-1)
+        self.top = top
+
+    def log_mass(self) -> Tensor:
+        return self.top + self.mass.log()
+
+    def mean(self) -> Tensor:
+        return self.total / self.mass
+
+
+class GridPosterior(NamedTuple):
+    """Exact per-example quantities of a 1- or 2-D latent model, by quadrature (nats, (N,) each).
+
+    log_px: log p(x). elbo: E_q[log p(x, z)] + H(q), the ELBO with its expectation integrated.
+    kl_q_p: KL(q(z|x) ‖ p(z|x)) = log_px − elbo, the ELBO's gap. kl_p_q: KL(p(z|x) ‖ q(z|x)), the
+    divergence that sets the number of samples importance sampling from q needs (≈ exp of it).
+    """
+
+    log_px: Tensor
+    elbo: Tensor
+    kl_q_p: Tensor
+    kl_p_q: Tensor
+
+
+@torch.no_grad()
+def grid_posterior(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0, n: int = 400,
+                   chunk_size: int = 8192, batch_size: int = 1000) -> GridPosterior:
+    """log p(x), the exact ELBO and both KLs between q(z|x) and the true posterior, by quadrature.
+
+    On the grid of :func:`grid_log_likelihood` (same ``limit``, ``n``, and the same log p(x)), the
+    true posterior p(z_g|x) ∝ p(x, z_g) and the encoder's q(z_g|x) = N(z_g; μ(x), diag σ²(x)) are
+    weights on the cell centres; both are normalised over the grid, so
+    KL(p(z|x) ‖ q) = Σ_g p_g [log p(x, z_g) − log p(x) − log q(z_g|x)] and
+    ELBO = Σ_g q_g log p(x, z_g) + H(q) with the analytic entropy H(q) = Σ_j ½ log(2πe σ_j²);
+    KL(q ‖ p(z|x)) = log p(x) − ELBO. Accurate when h = 2·limit/n is well below the widths of both
+    p(z|x) and q(z|x) (check with two values of n) and both lie inside the box.
+
+    x: (N, x_dim) in [0, 1] (binary for a likelihood), processed in batches of ``batch_size``.
+    Returns :class:`GridPosterior` of (N,) float64 tensors, in nats.
+
+    Used by: chapter 6 (which KL sets the number of importance samples, digit by digit).
+    """
+    check_positive_int(batch_size, "batch_size")
+    x = _prepare(model, x)
+    parts = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        mu, logvar = (t.double() for t in model.encode(xb))
+        xb, h, z_dim, chunks = _grid_log_joint(model, xb, limit, n, chunk_size)
+        under_p = _WeightedMean(len(xb), xb.device)  # weights p(x, z_g): the posterior
+        under_q = _WeightedMean(len(xb), xb.device)  # weights q(z_g|x)
+        for z, log_joint in chunks:
+            log_q = gaussian_log_prob(z[:, None, :], mu, logvar).T  # (N, G)
+            under_p.add(log_joint, log_joint - log_q)
+            under_q.add(log_q, log_joint)
+        log_px = under_p.log_mass() + z_dim * math.log(h)
+        entropy = 0.5 * (math.log(2 * math.pi) + 1 + logvar).sum(-1)
+        elbo_x = under_q.mean() + entropy
+        parts.append((log_px, elbo_x, log_px - elbo_x, under_p.mean() - log_px))
+    return GridPosterior(*(torch.cat(p) for p in zip(*parts, strict=True)))
+
+
+__all__ = ["test_elbo", "iwae_log_likelihood", "iwae_estimate", "MeanEstimate", "mean_with_errors",
+           "active_units", "kl_per_dim", "grid_log_likelihood", "grid_posterior", "GridPosterior"]

@@ -300,3 +300,87 @@ def test_static_explorers_in_chromium(record_property) -> None:
     print(f"static explorer redraw (784-400-20, {p20['dtype']}): median {median:.2f} ms, max {worst:.2f} ms "
           f"over 40 slider moves; first (cold) draw {first_ms:.2f} ms")
     assert median < 100.0  # generous: the target is < 30 ms; the measured value is reported above
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile payloads and arguments (issue 13): nothing reaches the page unescaped or unchecked
+# ---------------------------------------------------------------------------------------------
+
+INJECTION = '"><img src=x onerror=alert(1)>'
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"dtype": INJECTION}, "dtype"),
+    ({"bias_dtype": "float64"}, "dtype"),
+    ({"format": "other"}, "payload"),
+    ({"h_dim": 8}, "decode|8"),
+    ({"z_dim": True}, "z_dim"),
+    ({"x_dim": "784"}, "x_dim"),
+    ({"W1": 5}, "W1"),
+    ({"W1": "not base64!!"}, "decode"),
+])
+def test_a_tampered_payload_is_refused_before_any_html(change, match):
+    model = small_vae()
+    payload = {**ex.export_decoder(model), **change}
+    with pytest.raises(ValueError, match=match):
+        ex.static_explorer_html(model, payload=payload)
+
+
+def test_a_payload_of_another_decoder_is_refused_naming_both():
+    payload = ex.export_decoder(small_vae(h_dim=8))
+    with pytest.raises(ValueError, match="2-8-784 decoder, but the model's is 2-16-784"):
+        ex.static_explorer_html(small_vae(h_dim=16), payload=payload)
+
+
+def test_a_payload_with_non_finite_weights_is_refused():
+    model = small_vae()
+    payload = ex.export_decoder(model, dtype="float32")
+    w = np.frombuffer(base64.b64decode(payload["b2"]), "<f4").copy()
+    w[3] = np.nan
+    payload["b2"] = base64.b64encode(w.tobytes()).decode()
+    with pytest.raises(ValueError, match="non-finite"):
+        ex.static_explorer_html(model, payload=payload)
+
+
+def test_a_model_with_a_nan_weight_does_not_export():
+    model = small_vae()
+    with torch.no_grad():
+        model.to_x.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        ex.export_decoder(model)
+
+
+def test_labels_titles_and_ids_cannot_inject_markup_or_script():
+    model = small_vae()
+    page = ex.static_explorer_html(model, labels=[INJECTION, "</script><script>alert(2)</script>"],
+                                   title=INJECTION, element_id=INJECTION)
+    from html.parser import HTMLParser
+
+    class Elements(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.attrs = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attrs += [name for name, _ in attrs]
+
+    parsed = Elements()
+    parsed.feed(page)
+    assert "img" not in parsed.tags and "onerror" not in parsed.attrs
+    assert parsed.tags.count("script") == 1 and page.count("</script>") == 1
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dims": [0.7]}, "dims"), ({"dims": ["0"]}, "dims"), ({"scale": 2.7}, "scale"),
+    ({"scale": 0}, "scale"), ({"value_range": ("-3", "3_0")}, "value_range"),
+    ({"value_range": (-3.0,)}, "value_range"), ({"step": "0.1"}, "step"), ({"step": True}, "step"),
+])
+def test_arguments_that_would_be_truncated_or_written_raw_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ex.static_explorer_html(small_vae(), **kwargs)
+
+
+def test_numpy_integers_still_work_as_dims_and_scale():
+    page = ex.static_explorer_html(small_vae(z_dim=3), dims=[np.int64(2)], scale=np.int64(3))
+    assert 'data-dims="2"' in page

@@ -23,10 +23,12 @@ Used by: chapter 5 (live and static sliders for the 2-D and 20-D models).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import html
 import json
 import math
+import numbers
 import struct
 import time
 import zlib
@@ -36,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from .checks import check_positive_int
 
 FORMAT = "vae_core.decoder/1"
 DTYPES = ("auto", "float16", "float32")
@@ -83,16 +87,21 @@ def _slider_setup(
 ) -> tuple[list[int], np.ndarray, list[str]]:
     """Validate the slider arguments shared by both explorers -> (dims, z0 float64 (z_dim,), labels)."""
     z_dim = int(model.z_dim)
-    dims = list(range(z_dim)) if dims is None else [int(d) for d in dims]
+    if dims is None:
+        dims = list(range(z_dim))
+    else:
+        dims = [check_positive_int(d, "each of dims", minimum=0) for d in dims]
     if not dims:
         raise ValueError("dims is empty: give at least one latent dimension to slide")
     if len(set(dims)) != len(dims) or not all(0 <= d < z_dim for d in dims):
         raise ValueError(f"dims must be distinct latent dimensions in [0, {z_dim}), got {dims}")
+    if len(value_range) != 2 or not all(_is_real(v) for v in value_range):
+        raise ValueError(f"value_range must be two numbers (low, high), got {value_range!r}")
     lo, hi = float(value_range[0]), float(value_range[1])
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"value_range must be finite with low < high, got {value_range}")
-    if not (step > 0 and math.isfinite(step)):
-        raise ValueError(f"step must be > 0, got {step}")
+    if not _is_real(step) or not (step > 0 and math.isfinite(step)):
+        raise ValueError(f"step must be a number > 0, got {step!r}")
     if fixed_z is None:
         z0 = np.zeros(z_dim)
     else:
@@ -110,6 +119,10 @@ def _slider_setup(
     if len(labels) != len(dims):
         raise ValueError(f"labels has {len(labels)} entries for {len(dims)} sliders")
     return dims, z0, labels
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _png_gray(pixels: np.ndarray) -> bytes:
@@ -262,6 +275,43 @@ def load_decoder(payload: dict) -> dict[str, Tensor]:
     }
 
 
+def check_payload(payload: Any, model: torch.nn.Module | None = None) -> dict:
+    """Validate an :func:`export_decoder` payload before it is written into a page: its format, its
+    sizes (and, given ``model``, that they are the model's decoder's), dtypes from the fixed set, and
+    every weight decodes to the right number of finite values. Returns the payload; raises
+    ValueError naming the field.
+
+    Used by: :func:`static_explorer_html` (a payload passed in), tests.
+    """
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} payload")
+    for key in ("x_dim", "h_dim", "z_dim"):
+        value = payload.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
+            raise ValueError(f"payload {key} must be a positive integer, got {value!r}")
+    if payload.get("dtype") not in _NP_DTYPES or payload.get("bias_dtype") not in _NP_DTYPES:
+        raise ValueError(f"payload dtype and bias_dtype must be one of {sorted(_NP_DTYPES)}, got "
+                         f"{payload.get('dtype')!r} and {payload.get('bias_dtype')!r}")
+    for key in ("W1", "b1", "W2", "b2"):
+        if not isinstance(payload.get(key), str):
+            raise ValueError(f"payload {key} must be a base64 string")
+    try:
+        weights = load_decoder(payload)
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise ValueError(f"payload weights do not decode: {e}") from None
+    for name, w in weights.items():
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"payload {name} holds non-finite values")
+    if model is not None:
+        hidden, to_x = _decoder_layers(model)
+        mine = (int(model.x_dim), int(hidden.out_features), int(model.z_dim))
+        theirs = (payload["x_dim"], payload["h_dim"], payload["z_dim"])
+        if mine != theirs:
+            raise ValueError(f"payload was exported from a {theirs[2]}-{theirs[1]}-{theirs[0]} decoder, "
+                             f"but the model's is {mine[2]}-{mine[1]}-{mine[0]}")
+    return payload
+
+
 def decoder_forward(payload: dict, z: Tensor | np.ndarray) -> np.ndarray:
     """The forward pass the page runs, in NumPy float64: z (N, z_dim) -> (N, x_dim) pixels in [0, 1].
 
@@ -309,6 +359,9 @@ def export_decoder(
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     hidden, to_x = _decoder_layers(model)
+    for layer in (hidden, to_x):
+        if not all(bool(torch.isfinite(p).all()) for p in layer.parameters()):
+            raise ValueError("the decoder has non-finite weights (NaN or inf): nothing to export")
     probe = probe_codes(model.z_dim) if probe_z is None else torch.as_tensor(probe_z, dtype=torch.float32)
     if probe.dim() != 2 or probe.shape[1] != model.z_dim:
         raise ValueError(f"probe_z must be (n, {model.z_dim}), got {tuple(probe.shape)}")
@@ -475,9 +528,7 @@ def static_explorer_html(
     Used by: chapter 5 (``display(HTML(static_explorer_html(model, ...)))``).
     """
     side = _side(int(model.x_dim))
-    scale = int(scale)
-    if scale < 1:
-        raise ValueError(f"scale must be >= 1, got {scale}")
+    scale = check_positive_int(scale, "scale")
     dims, z0, names = _slider_setup(model, dims, fixed_z, labels, value_range, step)
     if payload is None:
         probe = probe_codes(model.z_dim)
@@ -487,9 +538,7 @@ def static_explorer_html(
         box[:, dims] = lo + (hi - lo) * torch.rand(512, len(dims), generator=g)
         payload = export_decoder(model, dtype=dtype, probe_z=torch.cat([probe, box]))
     else:
-        _decoder_layers(model)
-        if (payload.get("z_dim"), payload.get("x_dim")) != (model.z_dim, model.x_dim):
-            raise ValueError("payload was exported from a model of another shape")
+        check_payload(payload, model)
     keys = ("x_dim", "h_dim", "z_dim", "dtype", "bias_dtype", "W1", "b1", "W2", "b2")
     js_payload = {k: payload[k] for k in keys}
     js_payload.update(side=side, scale=scale, dims=dims, z0=[float(v) for v in z0])
@@ -507,7 +556,8 @@ def static_explorer_html(
         rows.append(
             '<label style="display:flex;align-items:center;gap:0.5em;margin:2px 0">'
             f'<span style="min-width:4em;font-family:monospace">{html.escape(name)}</span>'
-            f'<input type="range" min="{value_range[0]}" max="{value_range[1]}" step="{step}" '
+            f'<input type="range" min="{float(value_range[0])}" max="{float(value_range[1])}" '
+            f'step="{float(step)}" '
             f'value="{val:.6g}" '
             f'data-dim="{d}" aria-label="{html.escape(name, quote=True)}" style="flex:1;min-width:8em">'
             f'<output style="min-width:3.5em;font-family:monospace">{val:.2f}</output></label>'
@@ -516,7 +566,7 @@ def static_explorer_html(
     return (
         f'<div id="{html.escape(str(element_id), quote=True)}" class="vae-explorer" '
         f'data-z-dim="{int(model.z_dim)}" data-dims="{",".join(map(str, dims))}" '
-        f'data-dtype="{payload["dtype"]}" '
+        f'data-dtype="{html.escape(payload["dtype"], quote=True)}" '
         'style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start;margin:0.5em 0">'
         f'<canvas width="{px}" height="{px}" style="width:{px}px;height:{px}px;background:#000;'
         'border:1px solid #888" role="img" aria-label="decoded image"></canvas>'

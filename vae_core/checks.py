@@ -36,8 +36,10 @@ def _trusted_values() -> Iterator[None]:
         _VALUES_TRUSTED.reset(token)
 
 
-def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str = "x") -> Tensor:
-    """Check that x is a finite float batch of shape (batch, x_dim), in [0, 1] if ``unit_interval``.
+def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str = "x",
+                dtype: torch.dtype | None = None) -> Tensor:
+    """Check that x is a finite float batch of shape (batch, x_dim), in [0, 1] if ``unit_interval``,
+    of ``dtype`` if given (the model's parameter dtype).
 
     Returns x unchanged. Raises TypeError/ValueError naming what is wrong and how to fix it.
     Inside :func:`_trusted_values` (fit's training loop) only the type and shape are checked.
@@ -49,6 +51,9 @@ def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str 
             f"{name} must be a float tensor (got {x.dtype}); convert uint8 images with "
             "vae_core.data.to_unit_float(x) or x.float() / 255"
         )
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} is {x.dtype} but the model's parameters are {dtype}; "
+                        f"convert it with {name}.to({dtype})")
     if x.dim() != 2 or x.shape[1] != x_dim:
         raise ValueError(
             f"{name} must have shape (batch, {x_dim}), got {tuple(x.shape)}; "
@@ -66,6 +71,11 @@ def check_batch(x: Tensor, x_dim: int, *, unit_interval: bool = True, name: str 
             "a Bernoulli likelihood needs pixel intensities in [0, 1] (divide uint8 images by 255)"
         )
     return x
+
+
+def values_trusted() -> bool:
+    """Whether value checks are switched off (inside ``fit``'s loop, see :func:`_trusted_values`)."""
+    return _VALUES_TRUSTED.get()
 
 
 def check_positive_int(value: int, name: str, minimum: int = 1) -> int:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_batch, check_non_negative, check_positive_int
+from .checks import check_batch, check_non_negative, check_positive_int, values_trusted
 from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob, reparameterize
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -48,15 +48,27 @@ def _check_likelihood(likelihood: str) -> str:
     return likelihood
 
 
-def _check_z(z: Tensor, z_dim: int, *, min_dim: int = 1) -> Tensor:
+def _check_z(z: Tensor, z_dim: int, *, min_dim: int = 1, dtype: torch.dtype | None = None) -> Tensor:
     if not isinstance(z, Tensor):
         raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
     if not torch.is_floating_point(z):
         raise TypeError(f"z must be a float tensor, got {z.dtype}")
+    if dtype is not None and z.dtype != dtype:
+        raise TypeError(f"z is {z.dtype} but the model's parameters are {dtype}; "
+                        f"convert it with z.to({dtype})")
     if z.dim() < min_dim or z.shape[-1] != z_dim:
         need = "(..., batch, z_dim)" if min_dim >= 2 else "(..., z_dim)"
         raise ValueError(f"z must have shape {need} with z_dim = {z_dim}, got {tuple(z.shape)}")
+    if not values_trusted() and not bool(torch.isfinite(z).all()):
+        raise ValueError("z contains NaN or inf values")
     return z
+
+
+def _check_pair(x: Tensor, z: Tensor) -> None:
+    """z (..., batch, z_dim) must have x's batch size (a single z (z_dim,) is shared by every x)."""
+    if z.dim() >= 2 and z.shape[-2] != x.shape[0]:
+        raise ValueError(f"z has batch size {z.shape[-2]} (shape {tuple(z.shape)}) but x has {x.shape[0]}: "
+                         "z must be (..., batch, z_dim) for x (batch, x_dim)")
 
 
 def _output_log_likelihood(x: Tensor, out: Tensor, likelihood: str,
@@ -172,7 +184,8 @@ class VAE(nn.Module):
                 "likelihood": self.likelihood}
 
     def _check_x(self, x: Tensor) -> Tensor:
-        return check_batch(x, self.x_dim, unit_interval=self.likelihood == "bernoulli")
+        return check_batch(x, self.x_dim, unit_interval=self.likelihood == "bernoulli",
+                           dtype=self.encoder_hidden.weight.dtype)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (batch, x_dim) in [0, 1] -> (mu, logvar) of q(z|x), each (batch, z_dim)."""
@@ -182,7 +195,7 @@ class VAE(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """z: (..., z_dim) -> logits (Bernoulli) or pixel means in (0, 1) (Gaussian), (..., x_dim)."""
-        _check_z(z, self.z_dim)
+        _check_z(z, self.z_dim, dtype=self.decoder_hidden.weight.dtype)
         out = self.to_x(torch.relu(self.decoder_hidden(z)))
         return out if self.likelihood == "bernoulli" else torch.sigmoid(out)
 
@@ -198,6 +211,7 @@ class VAE(nn.Module):
         Returns (..., batch).
         """
         self._check_x(x)
+        _check_pair(x, z)
         return _output_log_likelihood(x, self.decode(z), self.likelihood,
                                       getattr(self, "log_sigma2_x", None))
 
@@ -257,7 +271,8 @@ class ConditionalVAE(nn.Module):
 
     # -- validation ------------------------------------------------------------------------
     def _check_x(self, x: Tensor) -> Tensor:
-        return check_batch(x, self.x_dim, unit_interval=self.likelihood == "bernoulli")
+        return check_batch(x, self.x_dim, unit_interval=self.likelihood == "bernoulli",
+                           dtype=self.encoder_hidden.weight.dtype)
 
     def _labels(self, y: Labels, batch: int, device: torch.device) -> Tensor:
         return check_labels(y, self.n_classes, batch, device=device)
@@ -300,7 +315,7 @@ class ConditionalVAE(nn.Module):
     def decode(self, z: Tensor, y: Labels) -> Tensor:
         """p(x|z, y): z (..., batch, z_dim), y (batch,) -> logits (Bernoulli) or means (Gaussian),
         (..., batch, x_dim). Leading sample dimensions of z (e.g. S samples) broadcast over y."""
-        _check_z(z, self.z_dim, min_dim=2)
+        _check_z(z, self.z_dim, min_dim=2, dtype=self.decoder_hidden.weight.dtype)
         y = self._labels(y, z.shape[-2], z.device)
         return self._decode_rows(z, self._decoder_label_rows()[y])
 
@@ -315,6 +330,7 @@ class ConditionalVAE(nn.Module):
         x: (batch, x_dim); z: (..., batch, z_dim); y: (batch,). Returns (..., batch).
         """
         self._check_x(x)
+        _check_pair(x, z)
         return self._output_log_likelihood(x, self.decode(z, y))
 
     def given(self, y: Labels) -> LabelConditioned:

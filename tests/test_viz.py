@@ -299,3 +299,10 @@ def test_no_pyplot_figures_are_created(model2: VAE) -> None:
     viz.image_grid(_images(4))
     viz.manifold_grid(model2, n=3)
     assert plt.get_fignums() == before
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"nrow": 0}, "nrow"), ({"nrow": 2.5}, "nrow"),
+                                               ({"padding": -1}, "padding")])
+def test_grid_arguments_get_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.grid_image(torch.rand(4, 784), **kwargs)

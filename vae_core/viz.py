@@ -35,6 +35,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from .checks import check_positive_int
+
 INTERPOLATION_METHODS = ("linear", "slerp")
 
 
@@ -155,7 +157,9 @@ def grid_image(
     Used by: chapters 4-7 through :func:`image_grid`.
     """
     x = _as_float_images(images)
-    return make_grid(x, nrow=int(nrow), padding=int(padding), pad_value=float(pad_value))[0]
+    nrow = check_positive_int(nrow, "nrow")
+    padding = check_positive_int(padding, "padding", minimum=0)
+    return make_grid(x, nrow=nrow, padding=padding, pad_value=float(pad_value))[0]
 
 
 def image_grid(

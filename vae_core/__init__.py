@@ -8,7 +8,9 @@ One concept per module:
 - :mod:`vae_core.models`         MLP VAE, conditional VAE, semi-supervised M2
 - :mod:`vae_core.objectives`     ELBO (estimators L^A and L^B) and the IWAE bound
 - :mod:`vae_core.estimators`     score-function vs pathwise gradient estimators
-- :mod:`vae_core.train`          ``fit``: seeded in-memory training, checkpoints, model cache
+- :mod:`vae_core.train`          ``fit``: seeded in-memory training, exact resume
+- :mod:`vae_core.checkpoints`    checkpoint files: atomic writes, safe and digest-verified loading
+- :mod:`vae_core.cache`          the cache of trained models (``pretrained``), keyed by what determines them
 - :mod:`vae_core.evaluate`       test ELBO, importance-weighted log-likelihood, active units
 - :mod:`vae_core.viz`            image grids and latent-space pictures
 - :mod:`vae_core.explorer`       latent sliders: ipywidgets (live) and self-contained HTML+JS (static)

@@ -1,5 +1,6 @@
 """Training: ``fit`` — seeded in-memory minibatch training with β warm-up, atomic checkpoints and
-exact resume — and ``pretrained``, a deterministic on-disk cache of trained models.
+exact resume. Checkpoint files live in :mod:`vae_core.checkpoints`, the cache of trained models
+(``pretrained``, still reachable here) in :mod:`vae_core.cache`.
 
 Conventions (as everywhere in vae_core): every term is in **nats per example** (summed over pixels
 and latent dimensions); a training loss is the **mean over the batch** of the per-example negative
@@ -15,8 +16,10 @@ Design, in short:
   state is untouched by ``fit``) for custom loss functions that draw without a generator.
   Both RNG states are stored in every checkpoint, so a run resumed after epoch e continues bitwise
   as the uninterrupted run would have (tested on CPU; on CUDA as far as cuBLAS is deterministic).
-- Checkpoints are written atomically (temp file in the same directory, fsync, ``os.replace``) and
-  read with ``torch.load(weights_only=True)`` only: a file with code in it is refused, never run.
+- Checkpoints are written atomically and read with ``torch.load(weights_only=True)`` only, their
+  weights verified by a digest (:mod:`vae_core.checkpoints`). A resumption must match what the run
+  was made of (settings, data, labels, loss function), and an existing checkpoint is never replaced
+  unless asked (``resume`` or ``overwrite``); an unwritable checkpoint path is refused before training.
 - No per-step host–device synchronisation on CUDA except a NaN/inf check every
   :data:`CUDA_NAN_CHECK_EVERY` steps; epoch sums of the terms are accumulated on the device.
   The data are validated once, up front; with the default loss the model's per-call input checks

@@ -563,3 +563,20 @@ def test_cvae_draws_the_requested_pattern(one_thread) -> None:
         for c, (hi, lo) in enumerate([(slice(0, 8), slice(8, 16)), (slice(8, 16), slice(0, 8))]):
             image = model.mean_image(z, c)
             assert (image[:, hi].mean(1) > image[:, lo].mean(1) + 0.5).all()
+
+
+def test_user_mistakes_get_messages_naming_the_argument():
+    torch.manual_seed(0)
+    model = VAE(16, 8, 2)
+    x = torch.rand(3, 16)
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are torch.float32"):
+        model.encode(x.double())
+    with pytest.raises(TypeError, match=r"z is torch.float64"):
+        model.decode(torch.zeros(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="z has batch size 4 .* but x has 3"):
+        model.log_likelihood(x, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="z contains NaN"):
+        model.decode(torch.tensor([[0.0, float("nan")]]))
+    # a single code shared by every image, and S samples per image, are fine
+    assert model.log_likelihood(x, torch.zeros(2)).shape == (3,)
+    assert model.log_likelihood(x, torch.zeros(5, 3, 2)).shape == (5, 3)

@@ -9,6 +9,8 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 VENDOR := _vendor
+# Notebooks executed side by side by `make test` (one kernel each, one torch thread each).
+NBVAL_WORKERS ?= 2
 
 .PHONY: install assets book test unit nbval browser lint lab serve bench execute clean
 
@@ -47,7 +49,8 @@ book: install
 # compared with the committed one), then the browser tests of the built book.
 test: book
 	$(BIN)/python -m pytest tests -m "not browser"
-	$(BIN)/python -m pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider \
+	  -n $(NBVAL_WORKERS) --dist loadfile --durations=0 notebooks
 	$(BIN)/python -m pytest tests -m browser
 	$(BIN)/ruff check .
 

@@ -301,3 +301,20 @@ def test_history_of_a_checkpoint_round_trips(tmp_path):
     h = fit(make_model(), x, x[:32], epochs=2, checkpoint_path=tmp_path / "c.pt", **KW)
     assert History.from_dict(load_checkpoint(tmp_path / "c.pt")["history"]) == h
     assert json.loads(json.dumps(h.to_dict())) == h.to_dict()
+
+
+@pytest.mark.parametrize("changes", [{"history": {"train": {"loss": "abc"}}},
+                                     {"history": {"beta": 3}}])
+def test_a_malformed_history_is_a_checkpoint_error(tmp_path, changes):
+    path = _hand_crafted(tmp_path / "c.pt", **changes)
+    with pytest.raises(CheckpointError, match="history"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_not_written_by_fit_cannot_be_resumed(tmp_path):
+    x, _ = make_data()
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, make_model(), torch.optim.Adam(make_model().parameters()), epoch=1,
+                    extra={"fit_settings": {}})
+    with pytest.raises(CheckpointError, match="global step or random-number states"):
+        fit(make_model(), x, epochs=2, checkpoint_path=path, resume=True, **KW)

@@ -255,9 +255,15 @@ def _validate(ckpt: Any, path: Path) -> dict[str, Any]:
     epoch = ckpt.get("epoch", 0)
     if type(epoch) is not int or epoch < 0:
         raise CheckpointError(f"{path}: epoch {epoch!r} is not a count of epochs")
-    history = ckpt.get("history", {})
+    history = ckpt.setdefault("history", {"train": {}, "test": {}, "beta": [], "seconds": []})
     if not isinstance(history, dict):
         raise CheckpointError(f"{path}: history is not a dict")
+    from .train import History  # train imports this module
+
+    try:
+        History.from_dict(history)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its history is not lists of numbers ({type(e).__name__})") from None
     return ckpt
 
 

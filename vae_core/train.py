@@ -471,6 +471,11 @@ def fit(
     if resume and Path(checkpoint_path).exists():
         ckpt = load_checkpoint(checkpoint_path, map_location=device)  # verified before use
         check_compatible(ckpt, model, source=str(checkpoint_path))
+        rng = ckpt.get("rng")
+        if type(ckpt.get("global_step")) is not int or not isinstance(rng, dict) or not all(
+                isinstance(rng.get(k), Tensor) for k in ("generator", "torch_cpu")):
+            raise CheckpointError(f"cannot resume from {checkpoint_path}: it lacks fit's global step or "
+                                  "random-number states (it was not written by fit)")
         saved = ckpt.get("fit_settings", {})
         for key in _RESUME_KEYS:
             if saved.get(key) != settings[key]:

@@ -207,8 +207,14 @@ def test_sliders_redraw_the_decoded_digit_in_chromium(page_path: Path, explorers
         _check_pixels(page, e2, models[2], [-0.8, 1.35])
         assert page.locator(f"#{e2} output").nth(1).inner_text() == "1.35"
 
-        page.locator(f"#{e2} input[type=range]").nth(0).fill("-3")  # the far left end of the slider
+        page.locator(f"#{e2} input[type=range]").nth(0).fill("-3")  # the prior's usual edge
         _check_pixels(page, e2, models[2], [-3.0, 1.35])
+        # The far right end of the slider, where the 1s are: the chapter reads the range off the codes'
+        # quantiles, so it reaches beyond the prior's usual +-3.
+        right_end = page.locator(f"#{e2} input[type=range]").nth(0).get_attribute("max")
+        assert float(right_end) > 3, f"the 2-D sliders end at {right_end}, short of the 1s"
+        page.locator(f"#{e2} input[type=range]").nth(0).fill(right_end)
+        _check_pixels(page, e2, models[2], [float(right_end), 1.35])
 
         top, third = explorers[20]["dims"][0], explorers[20]["dims"][3]
         page.locator(f"#{e20} input[type=range]").nth(0).fill("2.1")

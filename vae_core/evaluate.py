@@ -1,4 +1,6 @@
-"""Evaluation of a trained VAE: test ELBO, importance-weighted log-likelihood, active units, KL per dim.
+"""Evaluation of a trained VAE: test ELBO, importance-weighted log-likelihood (with its between-example
+and Monte-Carlo standard errors), active units, KL per dim, and for 1- or 2-D latent spaces the exact
+log p(x), ELBO and both KLs between q(z|x) and the posterior by quadrature.
 
 Units: nats per example (log-likelihoods, ELBO, KL), summed over pixels / latent dimensions.
 Everything runs under ``torch.no_grad()``, in batches, on the model's device, and is deterministic

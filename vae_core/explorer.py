@@ -275,6 +275,35 @@ def load_decoder(payload: dict) -> dict[str, Tensor]:
     }
 
 
+def check_weight_payload(payload: Any, fmt: str, string_keys: Sequence[str],
+                         loader: Any | None) -> None:
+    """The checks every embedded-weights payload gets before it is written into a page: it is a dict
+    of format ``fmt`` with positive integer ``x_dim``, ``h_dim``, ``z_dim``; the ``string_keys`` are
+    base64 strings; and ``loader(payload)`` (if given) decodes them into finite tensors. Raises
+    ValueError naming the field.
+
+    Used by: :func:`check_payload`, :func:`vae_core.latent_map.check_encoder_payload`.
+    """
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"not a {fmt} payload")
+    for key in ("x_dim", "h_dim", "z_dim"):
+        value = payload.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
+            raise ValueError(f"payload {key} must be a positive integer, got {value!r}")
+    for key in string_keys:
+        if not isinstance(payload.get(key), str):
+            raise ValueError(f"payload {key} must be a base64 string")
+    if loader is None:
+        return
+    try:
+        weights = loader(payload)
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise ValueError(f"payload weights do not decode: {e}") from None
+    for name, w in weights.items():
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"payload {name} holds non-finite values")
+
+
 def check_payload(payload: Any, model: torch.nn.Module | None = None) -> dict:
     """Validate an :func:`export_decoder` payload before it is written into a page: its format, its
     sizes (and, given ``model``, that they are the model's decoder's), dtypes from the fixed set, and
@@ -283,25 +312,11 @@ def check_payload(payload: Any, model: torch.nn.Module | None = None) -> dict:
 
     Used by: :func:`static_explorer_html` (a payload passed in), tests.
     """
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} payload")
-    for key in ("x_dim", "h_dim", "z_dim"):
-        value = payload.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
-            raise ValueError(f"payload {key} must be a positive integer, got {value!r}")
+    check_weight_payload(payload, FORMAT, (), None)  # format and sizes first
     if payload.get("dtype") not in _NP_DTYPES or payload.get("bias_dtype") not in _NP_DTYPES:
         raise ValueError(f"payload dtype and bias_dtype must be one of {sorted(_NP_DTYPES)}, got "
                          f"{payload.get('dtype')!r} and {payload.get('bias_dtype')!r}")
-    for key in ("W1", "b1", "W2", "b2"):
-        if not isinstance(payload.get(key), str):
-            raise ValueError(f"payload {key} must be a base64 string")
-    try:
-        weights = load_decoder(payload)
-    except (ValueError, TypeError, binascii.Error) as e:
-        raise ValueError(f"payload weights do not decode: {e}") from None
-    for name, w in weights.items():
-        if not bool(torch.isfinite(w).all()):
-            raise ValueError(f"payload {name} holds non-finite values")
+    check_weight_payload(payload, FORMAT, ("W1", "b1", "W2", "b2"), load_decoder)
     if model is not None:
         hidden, to_x = _decoder_layers(model)
         mine = (int(model.x_dim), int(hidden.out_features), int(model.z_dim))

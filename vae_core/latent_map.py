@@ -22,7 +22,6 @@ Used by: chapter 5 (the latent map and the drawing pad).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import html
 import json
@@ -116,25 +115,11 @@ def check_encoder_payload(payload: Any, model: torch.nn.Module | None = None) ->
 
     Used by: :func:`latent_map_html`, tests.
     """
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} payload")
-    for key in ("x_dim", "h_dim", "z_dim"):
-        value = payload.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
-            raise ValueError(f"payload {key} must be a positive integer, got {value!r}")
+    explorer.check_weight_payload(payload, FORMAT, (), None)  # format and sizes first
     if payload.get("dtype") not in _NP:
         raise ValueError(f"payload dtype must be one of {sorted(_NP)}, got {payload.get('dtype')!r}")
     keys = ["W1", "b1", "Wmu", "bmu", "Wlv", "blv"] + (["W1_scale"] if payload["dtype"] == "int8" else [])
-    for key in keys:
-        if not isinstance(payload.get(key), str):
-            raise ValueError(f"payload {key} must be a base64 string")
-    try:
-        weights = load_encoder(payload)
-    except (ValueError, TypeError, binascii.Error) as e:
-        raise ValueError(f"payload weights do not decode: {e}") from None
-    for name, w in weights.items():
-        if not bool(torch.isfinite(w).all()):
-            raise ValueError(f"payload {name} holds non-finite values")
+    explorer.check_weight_payload(payload, FORMAT, keys, load_encoder)
     if model is not None:
         hidden, _, _ = _encoder_layers(model)
         mine = (int(model.x_dim), int(hidden.out_features), int(model.z_dim))

@@ -256,7 +256,6 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
         with _private_global_rng(_derive_seed(seed, 0x1A17), torch.device("cpu")):
             return model_class(**config)
 
-    model = build()
     device = fit_kwargs.get("device")
     device = torch.device(device) if device is not None else default_device()
     if path.exists():
@@ -264,8 +263,8 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
             ckpt = load_checkpoint(path, map_location="cpu")  # verified; the model is not touched
             if ckpt.get("cache_key") != key:
                 raise CheckpointError(f"{path} holds another training (key mismatch)")
-            check_compatible(ckpt, model, source=str(path))
             cached = build()
+            check_compatible(ckpt, cached, source=str(path))
             cached.load_state_dict(ckpt["model_state"])
         except (CheckpointError, RuntimeError) as e:
             warnings.warn(f"ignoring unusable cached model ({e}); retraining", stacklevel=2)
@@ -277,6 +276,7 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
             bar.update(history.epochs)
             bar.close()
             return cached, history
+    model = build()  # a clean initialisation, also after an unusable cache entry
     history = fit(model, train_x, test_x, **fit_kwargs)
     cpu_state = copy.deepcopy(model).to("cpu")
     try:

@@ -215,3 +215,41 @@ def test_an_empty_cache_variable_is_an_error_not_the_current_folder(monkeypatch)
         cache.default_cache_dir()
     monkeypatch.delenv("VAE_CORE_CACHE")
     assert cache.default_cache_dir().name == "vae_core"
+
+
+def test_models_and_losses_of_modules_outside_the_core_are_keyed_by_their_source(tmp_path, monkeypatch):
+    """A model class or loss function from a vae_core module outside the core digest is keyed by
+    that module's source and what it imports; editing it changes only those keys."""
+    import shutil
+
+    pkg = tmp_path / "vae_core"
+    shutil.copytree(cache._HERE, pkg, ignore=shutil.ignore_patterns("__pycache__", "assets"))
+    (pkg / "helper_mod.py").write_text("SCALE = 1.0\n")
+    (pkg / "new_mod.py").write_text("from .helper_mod import SCALE\nfrom .checks import check_batch\n")
+    monkeypatch.setattr(cache, "_HERE", pkg)
+    x, _ = make_data()
+    cfg = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+    NewVAE = type("NewVAE", (VAE,), {"__module__": "vae_core.new_mod"})
+
+    def new_loss(model, xb):
+        return model.loss(xb)
+
+    new_loss.__module__ = "vae_core.new_mod"
+
+    def loss_using_it(model, xb):
+        return new_loss(model, xb)
+
+    def keys():
+        return (train.cache_key(NewVAE, cfg, x, device="cpu", epochs=2)[0],
+                train.cache_key(VAE, cfg, x, device="cpu", epochs=2)[0],
+                train.cache_key(VAE, cfg, x, device="cpu", epochs=2, loss_fn=loss_using_it)[0])
+
+    k_new, k_core, k_loss = keys()
+    assert train.cache_key(NewVAE, cfg, x, device="cpu", epochs=2)[1]["model_sources"].keys() == {
+        "helper_mod.py", "new_mod.py"}
+    assert "model_sources" not in train.cache_key(VAE, cfg, x, device="cpu", epochs=2)[1]
+    (pkg / "helper_mod.py").write_text("SCALE = 2.0\n")  # an edit two imports away
+    k_new2, k_core2, k_loss2 = keys()
+    assert k_new2 != k_new and k_loss2 != k_loss and k_core2 == k_core
+    (pkg / "models.py").write_text((pkg / "models.py").read_text() + "\n# edited\n")  # a core module
+    assert len({k_new2, k_core2, k_loss2} & set(keys())) == 0

@@ -16,6 +16,7 @@ Used by: chapters 4-7 (through :mod:`vae_core.zoo` and directly), the benchmarks
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import hashlib
@@ -33,7 +34,14 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .checkpoints import CheckpointError, check_compatible, load_checkpoint, save_checkpoint, tensor_digest
+from .checkpoints import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    model_class_named,
+    save_checkpoint,
+    tensor_digest,
+)
 from .train import History, _derive_seed, _postfix, _private_global_rng, _progress_bar, default_device, fit
 
 # fit arguments that do not change the trained parameters, hence not part of the cache key
@@ -57,14 +65,48 @@ def default_cache_dir() -> Path:
     return Path(value)
 
 
+_HERE = Path(__file__).parent  # the package's folder (a test points it at a copy)
+
+
 def _library_digest() -> str:
     """sha256 of the source of the modules that determine training (any edit invalidates the cache)."""
-    here = Path(__file__).parent
+    here = _HERE
     h = hashlib.sha256(__version__.encode())
     for name in _KEY_MODULES:
         p = here / name
         h.update(name.encode() + (p.read_bytes() if p.exists() else b""))
     return h.hexdigest()
+
+
+def _vae_core_imports(name: str) -> set[str]:
+    """The vae_core modules (file names) that module ``name`` (a file name) imports, directly."""
+    tree = ast.parse((_HERE / name).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0] + ".py")
+            else:
+                found |= {alias.name + ".py" for alias in node.names}
+    return {f for f in found if (_HERE / f).exists()}
+
+
+def _extra_sources(modules: set[str]) -> dict[str, str]:
+    """sha256 of each vae_core module outside the core digest that ``modules`` (dotted names) reach
+    through vae_core's own imports (transitively). Empty for models and losses of the core modules,
+    so adding a module to the library retrains only the models that use it."""
+    here = _HERE
+    todo = {m.split(".", 1)[1].split(".")[0] + ".py" for m in modules
+            if m.startswith("vae_core.") and m.count(".") >= 1}
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not (here / name).exists():
+            continue
+        seen.add(name)
+        todo |= _vae_core_imports(name) - seen
+    return {name: hashlib.sha256((here / name).read_bytes()).hexdigest()
+            for name in sorted(seen - set(_KEY_MODULES) - {"__init__.py"})}
 
 
 class UnkeyableCallable(TypeError):
@@ -119,7 +161,9 @@ def _value_key(value: Any, where: str, seen: set[int]) -> Any:
             "pass data_key= naming the training yourself"
         )
     if isinstance(value, type):
-        return {"class": f"{value.__module__}.{value.__qualname__}"}
+        extra = _extra_sources({value.__module__})
+        return ({"class": f"{value.__module__}.{value.__qualname__}", "sources": extra} if extra
+                else {"class": f"{value.__module__}.{value.__qualname__}"})
     if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType, np.ufunc)):
         return {"builtin": f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', value)}"}
     if callable(value) and (isinstance(value, (types.FunctionType, functools.partial, types.MethodType))
@@ -144,6 +188,9 @@ def _function_key(fn: Any, seen: set[int]) -> Any:
         return {"callable": f"{type(fn).__module__}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"}
     name = f"{fn.__module__}.{fn.__qualname__}"
     if (fn.__module__ or "").split(".")[0] in _LIBRARIES:
+        extra = _extra_sources({fn.__module__ or ""})
+        if extra:  # a vae_core module outside the core digest: key its source too
+            return {"function": name, "sources": extra}
         return {"function": name}  # its code is the library's: covered by its version / the source digest
     if id(fn) in seen:
         return {"recursive": name}
@@ -210,6 +257,9 @@ def cache_key(model_class: type[nn.Module], config: Mapping[str, Any], train_x: 
         "torch": torch.__version__,
         "device": dev.type,
     }
+    extra = _extra_sources({model_class.__module__})
+    if extra:  # a model defined outside the core modules: its module's source (and what it imports)
+        description["model_sources"] = extra
     blob = json.dumps(description, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest(), description
 
@@ -233,17 +283,16 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
     to the cache (read-only folder, full disk), it is returned anyway, with a warning.
 
     config: constructor arguments, e.g. ``{"x_dim": 784, "h_dim": 400, "z_dim": 20}``.
-    model_class: a class or the name of one in :mod:`vae_core.models`.
+    model_class: a class, or the name of one defined in vae_core
+        (:func:`~vae_core.checkpoints.model_class_named`).
     Returns (model on the fit device, history).
 
     Used by: chapters 4-7 (sharing the 784-400-20 and 784-256-2 models between notebooks).
     """
     if isinstance(model_class, str):
-        from . import models
-
-        cls = getattr(models, model_class, None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(f"vae_core.models has no model class {model_class!r}")
+        cls = model_class_named(model_class)
+        if cls is None:
+            raise ValueError(f"vae_core has no model class {model_class!r}")
         model_class = cls
     if "model" in fit_kwargs:
         raise TypeError("pretrained builds the model itself from config; do not pass model=")

@@ -319,21 +319,42 @@ def check_compatible(ckpt: Mapping[str, Any], model: nn.Module, source: str = "c
                                   f"{key}={mine.get(key)!r}")
 
 
+def model_class_named(name: str) -> type[nn.Module] | None:
+    """The ``nn.Module`` class called ``name`` defined in one of vae_core's own modules, or None.
+
+    Looks in :mod:`vae_core.models` first, then in every other module of the package (so a chapter's
+    module, e.g. :mod:`vae_core.conv`, needs no registration); a class is found only in the module
+    that defines it. Nothing outside vae_core is imported.
+    """
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(__package__)
+    names = ["models"] + sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                                if m.name != "models")
+    for module_name in names:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        cls = getattr(module, str(name), None)
+        if isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == module.__name__:
+            return cls
+    return None
+
+
 def load_model(path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
                ) -> tuple[nn.Module, History]:
-    """Rebuild a model of :mod:`vae_core.models` from a checkpoint: (model, history).
+    """Rebuild a model of vae_core from a checkpoint: (model, history).
 
-    The class is looked up by name in :mod:`vae_core.models` only (never imported from the file);
-    the checkpoint is verified (:func:`load_checkpoint`) before the model is built.
+    The class is looked up by name among vae_core's modules (:func:`model_class_named`; never
+    imported from the file); the checkpoint is verified (:func:`load_checkpoint`) before the model
+    is built.
     """
-    from . import models
     from .train import History
 
     ckpt = load_checkpoint(path, map_location=map_location)
-    cls = getattr(models, str(ckpt.get("model_class")), None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or ckpt.get("model_config") is None:
+    cls = model_class_named(str(ckpt.get("model_class")))
+    if cls is None or ckpt.get("model_config") is None:
         raise CheckpointError(f"{path}: cannot rebuild model class {ckpt.get('model_class')!r} "
-                              "(not in vae_core.models or no config); build it and pass model=")
+                              "(not a vae_core model or no config); build it and pass model=")
     try:
         model = cls(**ckpt["model_config"])
         model.load_state_dict(ckpt["model_state"])

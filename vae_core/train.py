@@ -455,7 +455,11 @@ def fit(
         settings.update(_run_digests(train_x, test_x, train_y, test_y, None if default_loss else loss_fn))
 
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # Fused Adam: one kernel for every parameter's update instead of a dozen element-wise passes;
+    # about 7 % of a CPU epoch of the 784-400-20 model (benchmarks/). Same algorithm, other rounding.
+    params = list(model.parameters())
+    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+    optimizer = torch.optim.Adam(params, lr=lr, fused=fused or None)
     generator = torch.Generator(device=device)
     generator.manual_seed(_derive_seed(seed, 0))
     side = torch.Generator(device=device)  # static / test binarization and test noise (re-seeded)

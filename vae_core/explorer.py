@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import html
-import json
 import math
 import numbers
 import struct
@@ -39,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import page_js
 from .checks import check_positive_int
 
 FORMAT = "vae_core.decoder/1"
@@ -414,34 +413,9 @@ def export_decoder(
 # The script finds its own container (document.currentScript's parent, else the id), keeps every name
 # inside a function scope, and exposes for tests: root.vaeExplorer.{pixels(), z(), sliders(), set(i, v),
 # redraw()} and the attributes data-last-redraw-ms / data-redraws / data-ready on the container.
-_JS = r"""(function () {
-"use strict";
-var P = __PAYLOAD__;
-var cur = document.currentScript;
-var root = (cur && cur.parentNode && cur.parentNode.classList &&
-            cur.parentNode.classList.contains("vae-explorer")) ? cur.parentNode
-           : document.getElementById(P.id);
-if (!root || root.vaeExplorer) { return; }
-function bytes(b64) {
-  var s = atob(b64), u = new Uint8Array(s.length);
-  for (var i = 0; i < s.length; i++) { u[i] = s.charCodeAt(i); }
-  return u;
-}
-function half(h) {
-  var sgn = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 31, f = h & 1023;
-  if (e === 0) { return sgn * f * 5.960464477539063e-8; }
-  if (e === 31) { return f ? NaN : sgn * Infinity; }
-  return sgn * (1 + f / 1024) * Math.pow(2, e - 15);
-}
-function floats(b64, dtype, n) {
-  var u = bytes(b64), dv = new DataView(u.buffer), out = new Float32Array(n), i;
-  var size = dtype === "float16" ? 2 : 4;
-  if (u.length !== n * size) { throw new Error("vae-explorer: weight size mismatch"); }
-  if (size === 2) { for (i = 0; i < n; i++) { out[i] = half(dv.getUint16(2 * i, true)); } }
-  else { for (i = 0; i < n; i++) { out[i] = dv.getFloat32(4 * i, true); } }
-  return out;
-}
-var Z = P.z_dim, H = P.h_dim, X = P.x_dim, side = P.side, scale = P.scale;
+_JS = (page_js.head_js("P") + page_js.root_js("vae-explorer", "P", "vaeExplorer") + page_js.BYTES_JS
+       + page_js.HALF_JS + page_js.floats_js("vae-explorer")
+       + r"""var Z = P.z_dim, H = P.h_dim, X = P.x_dim, side = P.side, scale = P.scale;
 var W1 = floats(P.W1, P.dtype, H * Z), b1 = floats(P.b1, P.bias_dtype, H);
 var W2 = floats(P.W2, P.dtype, X * H), b2 = floats(P.b2, P.bias_dtype, X);
 var z = new Float64Array(P.z0), h = new Float64Array(H), px = new Float64Array(X);
@@ -503,7 +477,7 @@ root.vaeExplorer = {
 };
 redraw();
 root.setAttribute("data-ready", "1");
-})();"""
+})();""")
 
 
 def static_explorer_html(
@@ -558,11 +532,9 @@ def static_explorer_html(
     js_payload = {k: payload[k] for k in keys}
     js_payload.update(side=side, scale=scale, dims=dims, z0=[float(v) for v in z0])
     if element_id is None:
-        digest = hashlib.sha1(json.dumps([js_payload, names, title], sort_keys=True).encode()).hexdigest()
-        element_id = f"vae-explorer-{digest[:12]}"
+        element_id = page_js.content_id("vae-explorer", js_payload, names, title)
     js_payload["id"] = str(element_id)
-    # "<" cannot appear in base64; escaping it anyway keeps "</script>" out of any label or id.
-    script = _JS.replace("__PAYLOAD__", json.dumps(js_payload, separators=(",", ":")).replace("<", "\\u003c"))
+    script = page_js.embed(_JS, js_payload)  # "<" escaped: no "</script>" from a label or id
 
     px = side * scale
     rows = []

@@ -22,7 +22,6 @@ Used by: chapter 5 (the latent map and the drawing pad).
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import math
@@ -34,13 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import explorer
+from . import explorer, page_js
 from .checks import check_positive_int
 
 FORMAT = "vae_core.encoder/1"
 DTYPES = ("auto", "float16", "float32", "int8")
 _NP = {"float16": "<f2", "float32": "<f4", "int8": "i1"}
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 """Digit colours of the map (matplotlib's tab10, as in the chapter's scatter plots)."""
@@ -231,39 +229,10 @@ def export_encoder(model: torch.nn.Module, dtype: str = "auto", tol: float = 0.0
 # setZ(z), z(), load(i), drawStroke(points), clear(), padPixels(), posterior(), decoded(), recon(),
 # toPage(z) -> [x, y] (CSS px in the map), range} and the attributes data-last-redraw-ms,
 # data-redraws, data-ready.
-_JS = r"""(function () {
-"use strict";
-var M = __PAYLOAD__;
-var cur = document.currentScript;
-var root = (cur && cur.parentNode && cur.parentNode.classList &&
-            cur.parentNode.classList.contains("vae-latent-map")) ? cur.parentNode
-           : document.getElementById(M.id);
-if (!root || root.vaeMap) { return; }
-var msg = root.querySelector(".vae-map-msg");
-function bytes(b64) {
-  var s = atob(b64), u = new Uint8Array(s.length);
-  for (var i = 0; i < s.length; i++) { u[i] = s.charCodeAt(i); }
-  return u;
-}
-function half(h) {
-  var sgn = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 31, f = h & 1023;
-  if (e === 0) { return sgn * f * 5.960464477539063e-8; }
-  if (e === 31) { return f ? NaN : sgn * Infinity; }
-  return sgn * (1 + f / 1024) * Math.pow(2, e - 15);
-}
-// little-endian base64 -> Float32Array of n numbers; int8 rows are scaled by `scale` (one per row)
-function floats(b64, dtype, n, scale) {
-  var u = bytes(b64), dv = new DataView(u.buffer), out = new Float32Array(n), i;
-  var size = {float16: 2, float32: 4, int8: 1}[dtype];
-  if (u.length !== n * size) { throw new Error("vae-latent-map: weight size mismatch"); }
-  for (i = 0; i < n; i++) {
-    if (size === 2) { out[i] = half(dv.getUint16(2 * i, true)); }
-    else if (size === 4) { out[i] = dv.getFloat32(4 * i, true); }
-    else { out[i] = dv.getInt8(i) * scale[Math.floor(i * scale.length / n)]; }
-  }
-  return out;
-}
-// The decoder: embedded, or read from the slider explorer on this page that already holds it.
+_JS = (page_js.head_js("M") + page_js.root_js("vae-latent-map", "M", "vaeMap")
+       + 'var msg = root.querySelector(".vae-map-msg");\n' + page_js.BYTES_JS + page_js.HALF_JS
+       + page_js.floats_js("vae-latent-map", int8=True)
+       + r"""// The decoder: embedded, or read from the slider explorer on this page that already holds it.
 var D = M.decoder;
 if (!D) {
   var ex = document.getElementById(M.decoder_from), sc = ex && ex.querySelector("script");
@@ -453,19 +422,13 @@ root.vaeMap = {
 clear();
 msg.textContent = "";
 root.setAttribute("data-ready", "1");
-})();"""
+})();""")
 
 
 def _range_from_codes(codes: np.ndarray) -> tuple[float, float]:
     """(low, high) holding the codes' 0.5%...99.5% quantiles along both axes, in half units."""
     q = np.quantile(codes, [0.005, 0.995], axis=0)
     return math.floor(2 * q[0].min()) / 2, math.ceil(2 * q[1].max()) / 2
-
-
-def _check_id(value: str, name: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ValueError(f"{name} must be a letter then letters, digits, '-' or '_', got {value!r}")
-    return value
 
 
 _EXPLORER = re.compile(r'^<div id="([A-Za-z][A-Za-z0-9_-]*)" class="vae-explorer" ')
@@ -594,11 +557,9 @@ def latent_map_html(
         js["decoder_from"] = shared_id
         js["decoder_check"] = [len(decoder_payload["W2"]), decoder_payload["W2"][:64]]
     if element_id is None:
-        digest = hashlib.sha1(json.dumps([js, names, title], sort_keys=True).encode()).hexdigest()
-        element_id = f"vae-latent-map-{digest[:12]}"
-    js["id"] = _check_id(element_id, "element_id")
-    # "<" never occurs in base64 or digits; escaping it anyway keeps "</script>" out of the script.
-    script = _JS.replace("__PAYLOAD__", json.dumps(js, separators=(",", ":")).replace("<", "\\u003c"))
+        element_id = page_js.content_id("vae-latent-map", js, names, title)
+    js["id"] = page_js.check_id(element_id, "element_id")
+    script = page_js.embed(_JS, js)  # "<" escaped: no "</script>" from a label
 
     def canvas(cls: str, px: int, label: str, extra: str = "") -> str:
         return (f'<canvas class="{cls}" width="{side}" height="{side}" role="img" aria-label="{label}" '

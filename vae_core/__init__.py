@@ -19,6 +19,8 @@ One concept per module:
 - :mod:`vae_core.zoo`            the book's shared trained models (784-400-20, 784-256-2), one place
 - :mod:`vae_core.linear_gaussian` the linear-Gaussian model: exact evidence, posterior and ELBO (chapter 2)
 - :mod:`vae_core.kl_widget`       chapter 1's two-Gaussians KL widget for the static page (plain JavaScript)
+- :mod:`vae_core.discrete`        categorical latents: Gumbel-max, Concrete, score function, exact enumeration
+- :mod:`vae_core.vq`              VQ-VAE: nearest-code quantiser, codebook usage, a prior over codes
 
 Conventions used everywhere: images are flattened to ``(batch, 784)`` floats in [0, 1]; every
 log-likelihood, KL and ELBO is in **nats per example**, summed over pixels / latent dimensions;

@@ -3,7 +3,8 @@
 Modules, one benchmark each (``python -m benchmarks NAME``):
 
 - :mod:`benchmarks.throughput` — training samples/s of the seed-style loop (A), ``vae_core.train.fit``
-  (B) and the compute-only floor (C), interleaved in one run, against the FLOP roofline;
+  (B) and the compute-only floor (C), interleaved in one run, against the FLOP roofline (one thread
+  per core); :mod:`benchmarks.throughput_1t` the same with one thread;
 - :mod:`benchmarks.quality` — A and B reach the same test ELBO (several seeds);
 - :mod:`benchmarks.iwae` — IWAE log-likelihood (k = 5000, 1,000 images): time and peak memory for two
   chunk sizes;
@@ -19,6 +20,6 @@ lists the options.
 Importing this package does nothing (no torch import, no device picking).
 """
 
-DEFAULT = ("throughput", "quality", "iwae")
+DEFAULT = ("throughput", "throughput_1t", "quality", "iwae")
 """What ``python -m benchmarks`` runs without names (``book`` takes minutes: ask for it)."""
-ALL = ("throughput", "quality", "iwae", "book")
+ALL = ("throughput", "throughput_1t", "quality", "iwae", "book")

@@ -3,7 +3,8 @@
 Examples::
 
     python -m benchmarks                  # throughput, quality, iwae → benchmarks/results/, then the page
-    python -m benchmarks book --build     # chapter execution times and a clean full build (minutes)
+    python -m benchmarks book --build     # chapter execution times and the `make book` time (minutes)
+    python -m benchmarks book --durations LOG   # chapter times from a `make test` log (strict nbval)
     python -m benchmarks --report         # only rewrite book/benchmarks.md from the committed JSON
     python -m benchmarks --quick          # tiny sizes, into a temporary folder (what CI smoke-tests)
 """
@@ -22,6 +23,8 @@ from . import ALL, DEFAULT
 QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"datasets": ("mnist-5k",), "limit": 256, "epochs": {"mnist-5k": 1},
                    "rounds": {"mnist-5k": 1}, "gemm_min_time": 0.002, "profile_dataset": None},
+    "throughput_1t": {"datasets": ("mnist-5k",), "limit": 256, "epochs": {"mnist-5k": 1},
+                      "rounds": {"mnist-5k": 1}, "gemm_min_time": 0.002},
     "quality": {"limit": 256, "epochs": 1, "seeds": (0, 1), "n_samples": 1},
     "iwae": {"k": 20, "n": 20, "chunk_sizes": (5, 20), "batch_size": 10, "train_epochs": 1,
              "train_limit": 256},
@@ -61,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--page", type=Path, default=None,
                         help="page to rewrite (default book/benchmarks.md)")
-    parser.add_argument("--build", action="store_true", help="book: also time a clean jupyter-book build")
+    parser.add_argument("--build", action="store_true", help="book: also time `make book`'s build")
+    parser.add_argument("--durations", type=Path, default=None,
+                        help="book: read chapter times from a `make test` log instead of executing")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in ALL:
@@ -72,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names or ([] if args.report else list(DEFAULT))
     for name in names:
         common.log(f"== {name}")
-        extra = {"build": True} if name == "book" and args.build else {}
+        extra: dict[str, Any] = {}
+        if name == "book" and args.build:
+            extra["build"] = True
+        if name == "book" and args.durations is not None:
+            extra["durations_log"] = args.durations
         path = run_benchmark(name, quick=args.quick, out=out, threads=args.threads, device=args.device,
                              **extra)
         print(f"{name}: {path}")
-    if args.report or (names and not args.quick):
+    if args.report or (names and not args.quick and out == common.RESULTS):
         changed = report.update_page(args.page, out)
         print(f"{args.page or report.PAGE}: {'updated' if changed else 'unchanged'}")
     return 0

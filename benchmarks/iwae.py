@@ -175,8 +175,8 @@ def run(*, k: int = 5000, n: int = 1000, chunk_sizes: Sequence[int] = DEFAULT_CH
                "memory_model": _memory_model(runs)}
     settings = {"k": k, "n": n, "chunk_sizes": list(chunk_sizes), "batch_size": batch_size,
                 "dataset": dataset, "test_data": f"{dataset} test split, statically binarized (seed 0)",
-                "model": f"VAE 784-400-20 trained {train_epochs} epochs by fit (dynamic binarization, "
-                         "seed 0)",
+                "model": f"a 784-400-20 Bernoulli VAE trained for {train_epochs} epochs by `fit` on the "
+                         f"{dataset} training images (dynamic binarization, seed 0)",
                 "device": str(dev), "process": "one fresh process per chunk size"}
     return common.envelope(NAME, machine, settings, results, quick=quick)
 

@@ -13,14 +13,15 @@ import math
 import pytest
 import torch
 
-from benchmarks import ALL, book, common, iwae, quality, report, throughput
+from benchmarks import ALL, book, common, iwae, quality, report, throughput, throughput_1t
 from benchmarks.__main__ import QUICK, main, run_benchmark
 
-MODULES = {"throughput": throughput, "quality": quality, "iwae": iwae, "book": book}
+MODULES = {"throughput": throughput, "throughput_1t": throughput_1t, "quality": quality, "iwae": iwae,
+           "book": book}
 
 
 
-@pytest.mark.parametrize("name", ["throughput", "quality", "iwae"])
+@pytest.mark.parametrize("name", ["throughput", "throughput_1t", "quality", "iwae"])
 def test_each_benchmark_runs_tiny_and_writes_a_valid_result(tmp_path, name):
     path = run_benchmark(name, quick=True, out=tmp_path, threads=1)
     assert path == tmp_path / f"{name}.json"
@@ -114,3 +115,15 @@ def test_page_markers_are_required(tmp_path):
     with pytest.raises(ValueError, match="marker lines"):
         report.update_page(page, tmp_path)
 
+
+
+def test_gpu_paths_smoke_on_the_cpu(tmp_path):
+    """The GPU check's code, run with the CPU as the device under test (tiny sizes): every check
+    passes and the result is written in the benchmarks' envelope."""
+    from benchmarks import gpu_paths
+
+    result = gpu_paths.run(tmp_path, device="cpu", epochs=1, n=20, k=20)
+    checks = result["results"]["checks"]
+    assert set(checks) == {"fit", "evaluate", "explorer"} and result["results"]["all_ok"], checks
+    assert checks["fit"]["same_seed_max_weight_difference"] == 0.0  # CPU: bit for bit
+    assert (tmp_path / "gpu_paths.json").exists()

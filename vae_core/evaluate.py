@@ -69,6 +69,34 @@ def test_elbo(model: nn.Module, x: Tensor | np.ndarray, n_samples: int = 1, batc
 test_elbo.__test__ = False  # type: ignore[attr-defined]  # a library function, not a pytest test
 
 
+_SOFTPLUS_GROUP = 16
+"""Pixels whose factors 1 + e^{-|l|} ∈ (1, 2] are multiplied before one log (product ≤ 2^16)."""
+
+
+def _bernoulli_log_lik(x: Tensor, logits: Tensor) -> Tensor:
+    """log Bernoulli(x; σ(l)) summed over pixels, for many codes at once: x (B, D), logits (S, B, D)
+    -> (S, B), nats. The same value as :func:`vae_core.distributions.bernoulli_log_prob`, computed as
+    x·l − Σ softplus(l) with softplus(l) = max(l, 0) + log(1 + e^{−|l|}) and the logs of groups of
+    :data:`_SOFTPLUS_GROUP` pixels taken once on their product: the element-wise log is what costs
+    most on a CPU, and this needs it on 1/16 of the pixels (about 3× less time than
+    ``binary_cross_entropy_with_logits``; same result within float32 rounding, tested)."""
+    d = logits.shape[-1]
+    pad = -d % _SOFTPLUS_GROUP
+    factors = torch.exp(-logits.abs()).add_(1.0)
+    if pad:
+        factors = torch.nn.functional.pad(factors, (0, pad), value=1.0)
+    log_terms = factors.unflatten(-1, (-1, _SOFTPLUS_GROUP)).prod(-1).log_().sum(-1)
+    return (logits * x).sum(-1) - logits.clamp_min(0).sum(-1) - log_terms
+
+
+def _fast_bernoulli(model: nn.Module) -> bool:
+    """Whether ``model.log_likelihood(x, z)`` is exactly Bernoulli(x; σ(model.decode(z))) (the book's
+    VAE with likelihood "bernoulli"), so :func:`_bernoulli_log_lik` may compute it."""
+    from .models import VAE
+
+    return type(model) is VAE and model.likelihood == "bernoulli"
+
+
 def _iwae_log_weight_sums(model: nn.Module, x: Tensor, k: int, batch_size: int, chunk_size: int,
                           seed: int) -> tuple[Tensor, Tensor]:
     """logsumexp_i log w_i and logsumexp_i 2 log w_i over the k weights of each example: (N,), (N,)."""
@@ -76,6 +104,7 @@ def _iwae_log_weight_sums(model: nn.Module, x: Tensor, k: int, batch_size: int, 
     check_positive_int(batch_size, "batch_size")
     check_positive_int(chunk_size, "chunk_size")
     generator = torch.Generator(device=x.device).manual_seed(seed)
+    fast = _fast_bernoulli(model)
     sums, sums_sq = [], []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
@@ -85,8 +114,8 @@ def _iwae_log_weight_sums(model: nn.Module, x: Tensor, k: int, batch_size: int, 
         std = torch.exp(0.5 * logvar)
         for j in range(0, k, chunk_size):
             z = mu + std * eps[j:j + chunk_size]  # (chunk, batch, z_dim)
-            log_w[j:j + chunk_size] = (model.log_likelihood(xb, z) + gaussian_log_prob(z)
-                                       - gaussian_log_prob(z, mu, logvar))
+            log_lik = _bernoulli_log_lik(xb, model.decode(z)) if fast else model.log_likelihood(xb, z)
+            log_w[j:j + chunk_size] = log_lik + gaussian_log_prob(z) - gaussian_log_prob(z, mu, logvar)
         sums.append(torch.logsumexp(log_w, dim=0))
         sums_sq.append(torch.logsumexp(2 * log_w.double(), dim=0))
     return torch.cat(sums), torch.cat(sums_sq)

@@ -250,3 +250,26 @@ def test_bad_inputs_get_clear_errors():
         D.categorical_elbo_loss(model, torch.zeros(2, 12), torch.zeros(2))
     with pytest.raises(ValueError, match="baseline"):
         D.categorical_elbo_loss(model, torch.zeros(2, 12), baseline="running")
+
+
+def test_learned_baseline_running_mean_is_a_bias_corrected_ema_updated_after_the_batch():
+    torch.manual_seed(0)
+    model = D.CategoricalVAE(x_dim=12, h_dim=8, n_latents=2, n_classes=3)
+    x = small_x().float()
+    assert model.signal_center() == 0.0
+    seen, ema = [], 0.0
+    for step in range(1, 4):
+        before = model.learned_baseline(x).detach()
+        _, terms = D.categorical_elbo_loss(model, x, estimator="score", baseline="learned",
+                                           generator=gen(step))
+        seen.append(terms["rec"].mean().item())
+        ema = D.SIGNAL_DECAY * ema + (1 - D.SIGNAL_DECAY) * seen[-1]
+        assert model.signal_center() == pytest.approx(ema / (1 - D.SIGNAL_DECAY**step), rel=1e-6)
+        # the baseline this batch used was computed before its own samples entered the mean
+        assert not torch.allclose(before, model.learned_baseline(x).detach())
+    assert model.signal_center() == pytest.approx(
+        sum(D.SIGNAL_DECAY ** (3 - i) * v for i, v in enumerate(seen, 1))
+        * (1 - D.SIGNAL_DECAY) / (1 - D.SIGNAL_DECAY**3), rel=1e-6)
+    model.eval()  # evaluation does not move the running mean
+    D.categorical_elbo_loss(model, x, estimator="score", baseline="learned", generator=gen(9))
+    assert int(model.signal_updates) == 3

@@ -42,6 +42,8 @@ from .distributions import bernoulli_log_prob
 
 ESTIMATORS = ("score", "concrete", "straight-through", "exact")
 SCORE_BASELINES = (None, "loo")
+SIGNAL_DECAY = 0.9
+"""Weight of the past in the running mean of the learning signal (the NVIL centring)."""
 MAX_CONFIGURATIONS = 1 << 16
 """Largest number of latent configurations :func:`all_configurations` enumerates (65,536)."""
 
@@ -281,9 +283,11 @@ class CategoricalVAE(nn.Module):
     """A VAE with ``n_latents`` categorical latents of ``n_classes`` classes each (uniform prior).
 
     Encoder: x_dim → h_dim (ReLU) → n_latents · n_classes logits. Decoder: the one-hot (or relaxed)
-    code, flattened, → h_dim (ReLU) → x_dim Bernoulli logits. Baseline: x_dim → 1 linear map, the
-    NVIL-style input-dependent baseline of the score-function estimator (trained to predict
-    log p(x|z); unused by the other estimators).
+    code, flattened, → h_dim (ReLU) → x_dim Bernoulli logits. Baseline of the score-function
+    estimator, as in NVIL (Mnih & Gregor 2014): b(x) = c + b_ψ(x), where c is a running mean of the
+    learning signal log p(x|z) over training batches (the buffer ``signal_mean``, an exponential
+    moving average with weight :data:`SIGNAL_DECAY`, bias-corrected) and b_ψ a linear map x_dim → 1
+    trained to predict the rest, log p(x|z) − c. Unused by the other estimators.
 
     Used by: chapter 11, tests.
     """
@@ -299,6 +303,8 @@ class CategoricalVAE(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(x_dim, h_dim), nn.ReLU(), nn.Linear(h_dim, code))
         self.decoder = nn.Sequential(nn.Linear(code, h_dim), nn.ReLU(), nn.Linear(h_dim, x_dim))
         self.baseline = nn.Linear(x_dim, 1)
+        self.register_buffer("signal_mean", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("signal_updates", torch.zeros((), dtype=torch.int64))
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments (used by checkpoints and the model cache)."""
@@ -320,6 +326,24 @@ class CategoricalVAE(nn.Module):
         """indices: (..., n_latents) class of each latent → pixel logits (..., x_dim)."""
         return self.decode(F.one_hot(indices, self.n_classes).to(self.encoder[0].weight.dtype))
 
+    def signal_center(self) -> float:
+        """c: the bias-corrected running mean of log p(x|z) over the training batches so far (nats);
+        0 before the first update."""
+        steps = int(self.signal_updates)
+        if steps == 0:
+            return 0.0
+        return float(self.signal_mean) / (1.0 - SIGNAL_DECAY ** steps)
+
+    def update_signal(self, batch_mean: Tensor) -> None:
+        """One step of the running mean: signal_mean ← d · signal_mean + (1 − d) · batch_mean."""
+        with torch.no_grad():
+            self.signal_mean.mul_(SIGNAL_DECAY).add_((1 - SIGNAL_DECAY) * batch_mean.double())
+            self.signal_updates.add_(1)
+
+    def learned_baseline(self, x: Tensor) -> Tensor:
+        """b(x) = c + b_ψ(x): (batch,) nats, the NVIL baseline (differentiable in b_ψ only)."""
+        return self.signal_center() + self.baseline(x).squeeze(-1)
+
     def log_lik_fn(self, x: Tensor) -> LogLik:
         """The function z (S, batch, N, K) → log p(x|z) (S, batch) for this batch x."""
         return lambda z: bernoulli_log_prob(x, self.decode(z))
@@ -332,8 +356,10 @@ def categorical_elbo_loss(model: CategoricalVAE, x: Tensor, y: Tensor | None = N
     """A training loss for :func:`vae_core.train.fit`: −(surrogate − β · KL), mean over the batch.
 
     estimator, temperature, n_samples: as in :func:`reconstruction_surrogate` (bind them with
-    ``functools.partial``). baseline (score function only): ``"learned"`` — the model's NVIL-style
-    baseline b(x), trained alongside by minimising (log p(x|z) − b(x))²; ``"loo"``; or None.
+    ``functools.partial``). baseline (score function only): ``"learned"`` — the model's NVIL
+    baseline b(x) = c + b_ψ(x) (:meth:`CategoricalVAE.learned_baseline`): b_ψ is trained alongside by
+    minimising (log p(x|z) − b(x))², and in training mode the running mean c is updated after the
+    batch (so b never depends on the batch's own samples); ``"loo"``; or None.
 
     Terms (batch,) in nats: ``"elbo"`` — an unbiased one-sample estimate of the real ELBO, from a
     hard (Gumbel-max) sample, also for "concrete" (whose training objective is the relaxed one;
@@ -350,13 +376,15 @@ def categorical_elbo_loss(model: CategoricalVAE, x: Tensor, y: Tensor | None = N
     extra = torch.zeros((), dtype=logits.dtype, device=logits.device)
     if estimator == "score":
         if baseline == "learned":
-            b = model.baseline(x).squeeze(-1)
+            b = model.learned_baseline(x)
         else:
             b = baseline
     surrogate, value = reconstruction_surrogate(logits, log_lik, estimator, temperature=temperature,
                                                 n_samples=n_samples, baseline=b, generator=generator)
     if isinstance(b, Tensor):
         extra = ((value.detach() - b) ** 2).mean()  # fits the baseline; no gradient to the VAE
+        if model.training:
+            model.update_signal(value.detach().mean())
     if estimator == "concrete":
         with torch.no_grad():
             hard = F.one_hot(gumbel_max_sample(logits.detach(), generator), model.n_classes)
@@ -389,7 +417,7 @@ def logit_gradients(model: CategoricalVAE, x: Tensor, estimator: str, n_repeats:
         logits0 = model.encode(x)
         b: str | Tensor | None = baseline
         if baseline == "learned":
-            b = model.baseline(x).squeeze(-1)
+            b = model.learned_baseline(x)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     log_lik = model.log_lik_fn(x)
     out = []
@@ -402,7 +430,8 @@ def logit_gradients(model: CategoricalVAE, x: Tensor, estimator: str, n_repeats:
     return torch.stack(out)
 
 
-__all__ = ["ESTIMATORS", "MAX_CONFIGURATIONS", "gumbel_noise", "gumbel_max_sample", "concrete_sample",
+__all__ = ["ESTIMATORS", "MAX_CONFIGURATIONS", "SIGNAL_DECAY", "gumbel_noise", "gumbel_max_sample",
+           "concrete_sample",
            "straight_through", "concrete_log_prob", "all_configurations", "exact_reconstruction",
            "categorical_kl_uniform", "reconstruction_surrogate", "CategoricalVAE",
            "categorical_elbo_loss", "exact_elbo", "logit_gradients"]

@@ -60,15 +60,19 @@ unit: install
 lint: install
 	$(BIN)/ruff check .
 
-# Re-execute every notebook in a fresh kernel and store its outputs (run after editing a chapter,
-# then `make book`; a single chapter: `make execute NOTEBOOKS=notebooks/04_training.ipynb`).
+# Re-execute every notebook in a fresh kernel and store its outputs and the results of the {eval}
+# numbers in its prose (run after editing a chapter, then `make book`; a single chapter:
+# `make execute NOTEBOOKS=notebooks/04_training.ipynb`). Same as `jupyter nbconvert --execute
+# --inplace`, plus the prose's inline expressions (scripts/inline_numbers.py).
 execute: install
 	for nb in $(NOTEBOOKS); do \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
+	  $(BIN)/python scripts/inline_numbers.py execute "$$nb" || exit 1; \
 	done
 
+# JupyterLab with jupyterlab-myst (requirements.txt): the chapters' MyST (exercises, admonitions, math,
+# citations, cross-references, {eval} numbers) renders as prose. (Root, as in a container, needs --allow-root.)
 lab: install
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
 
 serve: book
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _build/html 8000

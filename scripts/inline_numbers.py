@@ -1,0 +1,261 @@
+"""Numbers in the prose of a chapter: MyST inline expressions, computed by the notebook's own kernel.
+
+A markdown cell writes a number as ``{eval}`f"{kl:.2f}"` ``: a Python expression over the variables
+the cells above it defined. Executing the notebook evaluates each one in the kernel at the cell's
+place and stores the result in the cell's metadata (``user_expressions``), the format that
+jupyterlab-myst writes when a reader runs the cell and renders when the notebook opens; the book's
+Sphinx extension ``book/_ext/inline_numbers.py`` renders the same stored results in the HTML build.
+
+    python scripts/inline_numbers.py execute NB...   # execute in place, outputs and expression results
+    python scripts/inline_numbers.py convert NB...   # {glue:text}`name:fmt` -> {eval}`expr`, checked
+
+``execute`` is ``jupyter nbconvert --to notebook --execute --inplace`` (same client, timeout and
+working directory) plus the expressions; ``make execute`` runs it. ``convert`` is the one-off
+migration from myst-nb's glue roles: it reads the expression each name was glued from (the
+``glue("name", expr, ...)`` call in a code cell), writes ``{eval}`f"{expr:fmt}"` ``, executes the
+notebook, and keeps the change only if every converted expression shows exactly the text
+``{glue:text}`` showed. Names it cannot convert safely (glued in a loop or a function, glued twice,
+with a computed name, or whose expression has another value where the prose stands) are listed and
+left as they are. It is idempotent: a notebook without glue roles is left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from ast import literal_eval
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+EXPRESSION = re.compile(r"\{eval\}`([^`]+)`")
+GLUE_TEXT = re.compile(r"\{glue:text\}`([^`]+)`")
+RECORD = "application/papermill.record/text/plain"
+TIMEOUT = 900
+
+
+class ExpressionError(RuntimeError):
+    """An inline expression failed in the kernel."""
+
+
+def expressions(markdown: str) -> list[str]:
+    """The inline expressions of a markdown cell, in order of appearance."""
+    return EXPRESSION.findall(markdown)
+
+
+def plain_text(result: dict) -> str:
+    """The text a stored result shows (text/plain; a string without its quotes)."""
+    if result.get("status") != "ok":
+        raise ExpressionError(f"{result.get('ename', 'error')}: {result.get('evalue', '')}")
+    text = result["data"]["text/plain"]
+    try:
+        return str(literal_eval(text))
+    except (SyntaxError, ValueError):
+        return text
+
+
+class ExpressionClient(NotebookClient):
+    """nbclient's executor that also evaluates each markdown cell's inline expressions, in order.
+
+    The request is the one jupyterlab-myst sends (empty code, ``user_expressions``), but silent and
+    without history, so code cells keep the execution counts of a plain execution.
+    """
+
+    def __init__(self, nb, strict: bool = True, **kwargs):
+        super().__init__(nb, **kwargs)
+        self.strict = strict
+        self.failures: list[str] = []   # with strict=False: every failed expression, in order
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type != "markdown":
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        found = expressions(cell.source)
+        if not found:
+            cell.metadata.pop("user_expressions", None)
+            return cell
+        request = {str(i): expr for i, expr in enumerate(found)}
+        msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions=request)
+        reply = await self.async_wait_for_reply(msg_id, cell)
+        results = reply["content"]["user_expressions"]
+        stored = []
+        for i, expr in enumerate(found):
+            result = dict(results[str(i)])
+            if result.get("status") != "ok":
+                failure = (f"cell {cell_index}: {{eval}}`{expr}` failed: "
+                           f"{result.get('ename')}: {result.get('evalue')}")
+                if self.strict:
+                    raise ExpressionError(failure)
+                self.failures.append(failure)
+                continue
+            stored.append({"expression": expr,
+                           "result": {"status": "ok", "data": dict(result["data"]),
+                                      "metadata": dict(result.get("metadata", {}))}})
+        cell.metadata["user_expressions"] = stored
+        return cell
+
+
+def execute(path: Path, strict: bool = True) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Execute the notebook at ``path`` in place; returns it and (strict=False) the failed expressions.
+
+    strict: a failed expression raises ExpressionError and the file is left as it was.
+    """
+    nb = nbformat.read(path, as_version=4)
+    client = ExpressionClient(nb, strict=strict, timeout=TIMEOUT,
+                              resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    nbformat.write(nb, path)
+    return nb, client.failures
+
+
+def glue_texts(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """name -> the text/plain each glued value was stored with (from the code cells' outputs)."""
+    out = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is not None and RECORD in output.get("data", {}):
+                out[name] = output["data"][RECORD]
+    return out
+
+
+def myst_nb_text(text_plain: str, spec: str) -> str:
+    """What myst-nb's ``{glue:text}`name:spec` `` shows (myst_nb.core.variables.format_plain_text)."""
+    try:
+        value = literal_eval(text_plain)
+    except (SyntaxError, ValueError):
+        value = text_plain
+    if spec == "":
+        return str(value)
+    kind = spec[-1]
+    if kind == "s":
+        value = str(value)
+    elif kind in "bcdoxX":
+        value = int(value)
+    elif kind in "eEfFgGn%":
+        value = float(value)
+    return format(value, spec)
+
+
+def glue_sources(nb: nbformat.NotebookNode) -> tuple[dict[str, str], dict[str, str]]:
+    """name -> source of the expression glued under it; and name -> why it cannot be used."""
+    sources: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue  # IPython magics: no glue calls there in this book
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "glue" and len(node.args) >= 2):
+                continue
+            name_node = node.args[0]
+            if not (isinstance(name_node, ast.Constant) and isinstance(name_node.value, str)):
+                continue  # a computed name: the prose names it, but nothing here can find it
+            name = name_node.value
+            up, inside = parents.get(node), None
+            while up is not None:
+                if isinstance(up, (ast.For, ast.While, ast.FunctionDef, ast.Lambda, ast.comprehension,
+                                   ast.ListComp, ast.DictComp, ast.GeneratorExp)):
+                    inside = type(up).__name__
+                up = parents.get(up)
+            if name in sources or name in refused:
+                refused[name] = "glued more than once"
+                sources.pop(name, None)
+            elif inside:
+                refused[name] = f"glued inside a {inside}"
+            else:
+                sources[name] = ast.get_source_segment(cell.source, node.args[1])
+    return sources, refused
+
+
+def as_expression(source: str, spec: str) -> str:
+    """The inline expression that shows ``source`` formatted with ``spec``."""
+    source = " ".join(source.split())
+    if not spec:
+        return source
+    quote = '"' if '"' not in source else "'"
+    if quote in source or "\\" in source:
+        return f'format({source}, "{spec}")'
+    return f"f{quote}{{{source}:{spec}}}{quote}"
+
+
+def convert(path: Path) -> list[str]:
+    """Convert the glue roles of one notebook; returns the problems (names left as they were)."""
+    nb = nbformat.read(path, as_version=4)
+    if not any(GLUE_TEXT.search(c.source) for c in nb.cells if c.cell_type == "markdown"):
+        return []
+    sources, refused = glue_sources(nb)
+    problems = [f"{path.name}: {{glue:text}}`{n}` not converted: {why}" for n, why in refused.items()]
+    converted: dict[tuple[int, str], tuple[str, str]] = {}   # (cell, expr) -> (name, spec)
+
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+
+        def replace(match, index=index):
+            key = match.group(1)
+            name, _, spec = key.partition(":")
+            if "::" in key or name not in sources:
+                if name not in refused and "::" not in key:
+                    problems.append(f"{path.name}: {{glue:text}}`{key}`: no glue call found")
+                return match.group(0)
+            expr = as_expression(sources[name], spec)
+            converted[(index, expr)] = (name, spec)
+            return f"{{eval}}`{expr}`"
+
+        cell.source = GLUE_TEXT.sub(replace, cell.source)
+    if not converted:
+        return problems
+    original = path.read_text()
+    nbformat.write(nb, path)
+    try:
+        executed, failures = execute(path, strict=False)
+    except Exception:
+        path.write_text(original)
+        raise
+    glued = glue_texts(executed)
+    wrong = [f"{path.name} {failure} (the prose stands before the code that computes it?)"
+             for failure in failures]
+    for (index, expr), (name, spec) in converted.items():
+        stored = {s["expression"]: s["result"]
+                  for s in executed.cells[index].metadata.get("user_expressions", [])}
+        if expr not in stored:
+            continue   # failed: listed above
+        shown, expected = plain_text(stored[expr]), myst_nb_text(glued[name], spec)
+        if shown != expected:
+            wrong.append(f"{path.name} cell {index}: {{eval}}`{expr}` shows {shown!r}, "
+                         f"{{glue:text}}`{name}:{spec}` showed {expected!r}")
+    if wrong:
+        path.write_text(original)
+        problems += wrong + [f"{path.name}: restored unchanged; fix the above by hand, then rerun"]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["execute", "convert"])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    failed = False
+    for path in args.notebooks:
+        if args.command == "execute":
+            execute(path)
+            print(f"executed {path}")
+        else:
+            problems = convert(path)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            failed |= bool(problems)
+            print(f"converted {path}" + (" (with problems above)" if problems else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""scripts/inline_numbers.py and book/_ext/inline_numbers.py: numbers in prose as {eval} expressions.
+
+The oracle for a converted number is what myst-nb's ``{glue:text}`` showed (its own
+``format_plain_text``); one small notebook is executed for real (a kernel, a few seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from myst_nb.core.variables import format_plain_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+inline = load("inline_numbers_script", ROOT / "scripts" / "inline_numbers.py")
+ext = load("inline_numbers_ext", ROOT / "book" / "_ext" / "inline_numbers.py")
+
+
+@pytest.mark.parametrize("text,spec", [("0.123456", ".2f"), ("3", ".1f"), ("'60,000'", ""),
+                                       ("12", ""), ("0.5", ".0%"), ("1234567.0", ",.0f"),
+                                       ("'N(2.00, 0.60²)'", "s"), ("np.float64(0.5)", "")])
+def test_myst_nb_text_is_myst_nbs(text, spec):
+    assert inline.myst_nb_text(text, spec) == format_plain_text(text, spec or "")
+
+
+@pytest.mark.parametrize("source,spec,value", [("kl", ".2f", 0.123456), ("x['a'] / 2", ".1f", 3.0),
+                                               ('f"{n:,}"', "", None), ("len(v)", "", None),
+                                               ("100 * r", ".0f", 42.4)])
+def test_as_expression_formats_like_glue(source, spec, value):
+    expr = inline.as_expression(source, spec)
+    scope = {"kl": 0.123456, "x": {"a": 6.0}, "n": 60000, "v": [1, 2, 3], "r": 0.424}
+    result = eval(expr, scope)
+    truth = eval(source, scope)
+    assert result == (format(truth, spec) if spec else truth)
+
+
+def test_plain_text_strips_quotes_and_refuses_errors():
+    ok = {"status": "ok", "data": {"text/plain": "'0.53'"}, "metadata": {}}
+    assert inline.plain_text(ok) == ext.plain_text(ok) == "0.53"
+    assert ext.plain_text({"status": "ok", "data": {"text/plain": "4000"}}) == "4000"
+    with pytest.raises(ValueError):
+        ext.plain_text({"status": "error", "ename": "NameError", "evalue": "x"})
+    with pytest.raises(inline.ExpressionError):
+        inline.plain_text({"status": "error", "ename": "NameError", "evalue": "x"})
+
+
+def test_glue_sources_refuses_loops_duplicates_and_computed_names():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'glue("a", x + 1, display=False)\n'
+        'for k in range(2):\n    glue("b", k, display=False)\n'
+        'glue("c", 1)\nglue("c", 2)\n'
+        'glue(f"d{1}", 3)\n')])
+    sources, refused = inline.glue_sources(nb)
+    assert sources == {"a": "x + 1"}
+    assert set(refused) == {"b", "c"}
+
+
+def notebook(tmp_path: Path, code: str, markdown: str) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from myst_nb import glue\n" + code),
+        nbformat.v4.new_markdown_cell(markdown)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_convert_executes_checks_and_is_idempotent(tmp_path):
+    path = notebook(tmp_path, 'kl = 0.123456\nglue("kl", kl, display=False)\n'
+                              'glue("n", f"{60000:,}", display=False)\n',
+                    "KL {glue:text}`kl:.3f` over {glue:text}`n` images.")
+    assert inline.convert(path) == []
+    nb = nbformat.read(path, as_version=4)
+    md = nb.cells[1]
+    assert md["source"] == 'KL {eval}`f"{kl:.3f}"` over {eval}`f"{60000:,}"` images.'
+    shown = [ext.plain_text(s["result"]) for s in md["metadata"]["user_expressions"]]
+    assert shown == ["0.123", "60,000"]
+    assert nb.cells[0].execution_count == 1          # silent: no execution count taken
+    before = path.read_text()
+    assert inline.convert(path) == [] and path.read_text() == before
+
+
+def test_convert_restores_the_notebook_when_a_number_would_change(tmp_path):
+    # kl is glued, then reassigned before the prose: the expression would show another number.
+    path = notebook(tmp_path, 'kl = 0.5\nglue("kl", kl, display=False)\nkl = 0.7\n',
+                    "KL {glue:text}`kl:.1f`.")
+    before = path.read_text()
+    problems = inline.convert(path)
+    assert any("shows '0.7'" in p and "showed '0.5'" in p for p in problems), problems
+    assert path.read_text() == before
+
+
+def test_execute_fails_on_an_expression_error_and_leaves_the_file(tmp_path):
+    path = notebook(tmp_path, "x = 1\n", "A {eval}`undefined_name` here.")
+    before = path.read_text()
+    with pytest.raises(inline.ExpressionError, match="NameError"):
+        inline.execute(path)
+    assert path.read_text() == before
+
+
+def test_convert_lists_prose_that_comes_before_its_number(tmp_path):
+    path = notebook(tmp_path, "", "Soon: {glue:text}`late:.1f`.")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('late = 2.5\nglue("late", late, display=False)'))
+    nbformat.write(nb, path)
+    before = path.read_text()
+    problems = inline.convert(path)
+    assert any("NameError" in p for p in problems) and path.read_text() == before

@@ -8,7 +8,9 @@ Modules, one benchmark each (``python -m benchmarks NAME``):
 - :mod:`benchmarks.quality` — A and B reach the same test ELBO (several seeds);
 - :mod:`benchmarks.iwae` — IWAE log-likelihood (k = 5000, 1,000 images): time and peak memory for two
   chunk sizes;
-- :mod:`benchmarks.book` — each chapter's execution time (optional: minutes).
+- :mod:`benchmarks.book` — each chapter's execution time (optional: minutes);
+- :mod:`benchmarks.redraw` — redraw time of the in-page figures in headless Chromium (needs the built
+  book).
 
 Shared pieces: :mod:`benchmarks.common` (machine/version record, JSON envelope, timing),
 :mod:`benchmarks.loops` (the reference loops A and C), :mod:`benchmarks.report` (the results block of
@@ -22,4 +24,4 @@ Importing this package does nothing (no torch import, no device picking).
 
 DEFAULT = ("throughput", "throughput_1t", "quality", "iwae")
 """What ``python -m benchmarks`` runs without names (``book`` takes minutes: ask for it)."""
-ALL = ("throughput", "throughput_1t", "quality", "iwae", "book")
+ALL = ("throughput", "throughput_1t", "quality", "iwae", "book", "redraw")

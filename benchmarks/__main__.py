@@ -29,6 +29,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "iwae": {"k": 20, "n": 20, "chunk_sizes": (5, 20), "batch_size": 10, "train_epochs": 1,
              "train_limit": 256},
     "book": {"execute": False},
+    "redraw": {},
 }
 """Arguments of each benchmark's ``run`` for a smoke run that takes seconds."""
 

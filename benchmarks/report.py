@@ -17,10 +17,10 @@ from . import common
 PAGE = common.ROOT / "book" / "benchmarks.md"
 BEGIN = "% BEGIN generated results: `python -m benchmarks --report` writes this block from the JSON"
 END = "% END generated results"
-ORDER = ("throughput", "throughput_1t", "quality", "iwae", "book")
+ORDER = ("throughput", "throughput_1t", "quality", "iwae", "book", "redraw")
 TITLES = {"throughput": "Training throughput", "throughput_1t": "Training throughput, one thread",
           "quality": "Same quality", "iwae": "Evaluation: IWAE log-likelihood", "book": "Book execution",
-          "gpu_paths": "The GPU paths against the CPU"}
+          "gpu_paths": "The GPU paths against the CPU", "redraw": "In-page figures: redraw time"}
 LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist-5k": "MNIST (bundled 5k)"}
 
 
@@ -205,6 +205,19 @@ def _book(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _redraw(r: dict[str, Any]) -> list[str]:
+    res, st = r["results"], r["settings"]
+    lines = [f"### {TITLES['redraw']}", "",
+             "How long the page takes to redraw a figure after a key press or a slider move, in "
+             f"milliseconds ({st['how']}). Under {st['limit_ms']:g} ms, the figure follows the hand at "
+             "60 frames a second.", "", "| figure | page | median ms | range ms | interactions |",
+             "|---|---|---|---|---|"]
+    for name, x in res.items():
+        lines.append(f"| {name} | {x['page']} | {_num(x['median'])} | {_num(x['min'])}–{_num(x['max'])} "
+                     f"| {x['n']} |")
+    return lines
+
+
 def _gpu_paths(r: dict[str, Any]) -> list[str]:
     c = r["results"]["checks"]
     f, e, x = c["fit"], c["evaluate"], c["explorer"]
@@ -222,7 +235,7 @@ def _gpu_paths(r: dict[str, Any]) -> list[str]:
 
 
 RENDERERS = {"throughput": _throughput, "throughput_1t": _throughput, "quality": _quality, "iwae": _iwae,
-             "book": _book, "gpu_paths": _gpu_paths}
+             "book": _book, "gpu_paths": _gpu_paths, "redraw": _redraw}
 GPU_ORDER = ("gpu_paths", "throughput", "quality", "iwae")
 
 
@@ -241,7 +254,8 @@ def render(results_dir: str | os.PathLike | None = None) -> str:
     for name in ORDER:
         r = common.read(name, results_dir)
         if r is None:
-            parts += [f"### {TITLES[name]}", "", f"*Not run yet: `python -m benchmarks {name}`.*", ""]
+            how = ("`python -m benchmarks redraw`" if name == "redraw" else f"`python -m benchmarks {name}`")
+            parts += [f"### {TITLES[name]}", "", f"*Not run yet: {how}.*", ""]
             continue
         parts += _section(r, name)
     gpu_dir = Path(results_dir if results_dir is not None else common.RESULTS) / "gpu"

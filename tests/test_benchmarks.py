@@ -13,11 +13,11 @@ import math
 import pytest
 import torch
 
-from benchmarks import ALL, book, common, iwae, quality, report, throughput, throughput_1t
+from benchmarks import ALL, book, common, iwae, quality, redraw, report, throughput, throughput_1t
 from benchmarks.__main__ import QUICK, main, run_benchmark
 
 MODULES = {"throughput": throughput, "throughput_1t": throughput_1t, "quality": quality, "iwae": iwae,
-           "book": book}
+           "book": book, "redraw": redraw}
 
 
 

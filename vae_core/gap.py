@@ -106,18 +106,19 @@ def latent_grid(box: Box = (-5.0, 5.0, -5.0, 5.0), h: float = 0.05, dtype: torch
 
 
 @torch.no_grad()
-def posterior_box(model: nn.Module, x: Tensor | np.ndarray, n_std: float = 5.0, pad: float = 1.0) -> Box:
-    """A rectangle holding the encoder's q(z|x) of every example: on each axis, from the lowest
-    μ − n_std·σ to the highest μ + n_std·σ over x, widened by ``pad``, rounded out to whole numbers.
+def posterior_box(model: nn.Module, x: Tensor | np.ndarray, n_std: float = 3.0, pad: float = 1.0) -> Box:
+    """A rectangle of the latent plane holding the posteriors of the examples x.
 
-    For a flow posterior the box is that of its base Gaussian, widened by ``pad``; check the result
+    On each axis: from the lowest encoder mean μ minus n_std typical widths, to the highest plus
+    n_std typical widths, widened by ``pad`` and rounded out to whole numbers; the typical width is
+    the median of the encoder's σ over x (a few very wide q(z|x), as an IWAE encoder learns, would
+    otherwise blow the box up, although the true posterior is narrower than q there). Check a result
     by widening the box. x: (N, x_dim). Returns (low₁, high₁, low₂, high₂).
     """
     x = prepare_data(x, getattr(model, "x_dim", None), device=_device(model))
     mu, logvar = model.encode(x)
-    sd = torch.exp(0.5 * logvar)
-    lo = (mu - n_std * sd).min(0).values - pad
-    hi = (mu + n_std * sd).max(0).values + pad
+    width = n_std * torch.exp(0.5 * logvar).median(0).values + pad
+    lo, hi = mu.min(0).values - width, mu.max(0).values + width
     return (math.floor(lo[0]), math.ceil(hi[0]), math.floor(lo[1]), math.ceil(hi[1]))
 
 

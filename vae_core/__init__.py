@@ -6,8 +6,8 @@ One concept per module:
 - :mod:`vae_core.distributions`  Gaussian / Bernoulli log-densities, closed-form and Monte-Carlo KL
 - :mod:`vae_core.quadrature`     Gaussian expectations E_{N(μ,σ²)}[f] by quadrature, differentiable
 - :mod:`vae_core.models`         MLP VAE, conditional VAE, semi-supervised M2
-- :mod:`vae_core.conv`           convolutional VAE (Bernoulli or discretized-logistic pixels, vector or spatial z)
-- :mod:`vae_core.pixels`         continuous densities vs 8-bit pixels: discretized Gaussian, bin-width correction
+- :mod:`vae_core.conv`           convolutional VAE (Bernoulli or 8-bit logistic pixels; vector or spatial z)
+- :mod:`vae_core.pixels`         densities vs 8-bit pixels: discretized Gaussian, bin-width correction
 - :mod:`vae_core.aggregate`      the aggregate posterior's moments and its distance from N(0, I)
 - :mod:`vae_core.objectives`     ELBO (estimators L^A and L^B) and the IWAE bound
 - :mod:`vae_core.estimators`     score-function vs pathwise gradient estimators

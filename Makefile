@@ -70,7 +70,8 @@ execute: install
 	done
 
 # JupyterLab with jupyterlab-myst (requirements.txt): the chapters' MyST (exercises, admonitions, math,
-# citations, cross-references, {eval} numbers) renders as prose. (Root, as in a container, needs --allow-root.)
+# cross-references, {eval} numbers) renders as prose; a citation shows its key (no bibliography in Lab).
+# (Root, as in a container, needs --allow-root.)
 lab: install
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
 

@@ -14,9 +14,10 @@ working directory) plus the expressions; ``make execute`` runs it. ``convert`` i
 migration from myst-nb's glue roles: it reads the expression each name was glued from (the
 ``glue("name", expr, ...)`` call in a code cell), writes ``{eval}`f"{expr:fmt}"` ``, executes the
 notebook, and keeps the change only if every converted expression shows exactly the text
-``{glue:text}`` showed. Names it cannot convert safely (glued in a loop or a function, glued twice,
-with a computed name, or whose expression has another value where the prose stands) are listed and
-left as they are. It is idempotent: a notebook without glue roles is left untouched.
+``{glue:text}`` showed. Roles it cannot convert safely (glued in a loop or a function, glued twice,
+with a computed name, glued in a cell below the prose, or whose expression has another value where
+the prose stands) are listed and left as glue roles, for a hand-written ``{eval}``. It is
+idempotent: a notebook without glue roles is left untouched; a rerun converts nothing new.
 """
 
 from __future__ import annotations
@@ -139,11 +140,12 @@ def myst_nb_text(text_plain: str, spec: str) -> str:
     return format(value, spec)
 
 
-def glue_sources(nb: nbformat.NotebookNode) -> tuple[dict[str, str], dict[str, str]]:
-    """name -> source of the expression glued under it; and name -> why it cannot be used."""
-    sources: dict[str, str] = {}
+def glue_sources(nb: nbformat.NotebookNode) -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
+    """name -> (index of the code cell, source of the expression glued under it); and name -> why it
+    cannot be used."""
+    sources: dict[str, tuple[int, str]] = {}
     refused: dict[str, str] = {}
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         try:
@@ -155,24 +157,90 @@ def glue_sources(nb: nbformat.NotebookNode) -> tuple[dict[str, str], dict[str, s
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                     and node.func.id == "glue" and len(node.args) >= 2):
                 continue
+            found: list[tuple[str, str]] = []
             name_node = node.args[0]
-            if not (isinstance(name_node, ast.Constant) and isinstance(name_node.value, str)):
-                continue  # a computed name: the prose names it, but nothing here can find it
-            name = name_node.value
-            up, inside = parents.get(node), None
-            while up is not None:
-                if isinstance(up, (ast.For, ast.While, ast.FunctionDef, ast.Lambda, ast.comprehension,
-                                   ast.ListComp, ast.DictComp, ast.GeneratorExp)):
-                    inside = type(up).__name__
-                up = parents.get(up)
-            if name in sources or name in refused:
-                refused[name] = "glued more than once"
-                sources.pop(name, None)
-            elif inside:
-                refused[name] = f"glued inside a {inside}"
-            else:
-                sources[name] = ast.get_source_segment(cell.source, node.args[1])
+            loop = parents.get(node)
+            loop = parents.get(loop) if isinstance(loop, ast.Expr) else None
+            enclosing = [up for up in _ancestors(node, parents) if isinstance(up, _SCOPES)]
+            if isinstance(name_node, ast.Constant) and isinstance(name_node.value, str):
+                if enclosing:
+                    refused[name_node.value] = f"glued inside a {type(enclosing[0]).__name__}"
+                    continue
+                found = [(name_node.value, ast.get_source_segment(cell.source, node.args[1]))]
+            elif isinstance(loop, ast.For) and enclosing == [loop]:
+                found = _unrolled(loop, node)   # glue(f"{key}_x", ...) in a loop over literals
+            for name, source in found:
+                if name in sources or name in refused:
+                    refused[name] = "glued more than once"
+                    sources.pop(name, None)
+                else:
+                    sources[name] = (index, source)
     return sources, refused
+
+
+_SCOPES = (ast.For, ast.While, ast.FunctionDef, ast.Lambda, ast.comprehension, ast.ListComp,
+           ast.DictComp, ast.GeneratorExp)
+
+
+def _ancestors(node, parents):
+    up = parents.get(node)
+    while up is not None:
+        yield up
+        up = parents.get(up)
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, binding: dict[str, ast.expr]):
+        self.binding = binding
+
+    def visit_Name(self, node):
+        return self.binding.get(node.id, node) if isinstance(node.ctx, ast.Load) else node
+
+
+def _unrolled(loop: ast.For, call: ast.Call) -> list[tuple[str, str]]:
+    """For ``glue(<name>, <value>)`` directly in ``for <vars> in <literal list or range(n)>``: each
+    iteration's (name, value source), the loop variables replaced by that iteration's items. Empty
+    when the loop is not of that form, or the value uses a name assigned in the loop body."""
+    targets = loop.target.elts if isinstance(loop.target, ast.Tuple) else [loop.target]
+    if not all(isinstance(t, ast.Name) for t in targets):
+        return []
+    names = [t.id for t in targets]
+    if isinstance(loop.iter, (ast.List, ast.Tuple)):
+        items = loop.iter.elts
+    elif (isinstance(loop.iter, ast.Call) and isinstance(loop.iter.func, ast.Name)
+          and loop.iter.func.id == "range" and len(loop.iter.args) == 1
+          and isinstance(loop.iter.args[0], ast.Constant)):
+        items = [ast.Constant(k) for k in range(loop.iter.args[0].value)]
+    else:
+        return []
+    assigned = {n.id for stmt in loop.body for n in ast.walk(stmt)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    used = {n.id for n in ast.walk(call.args[1]) if isinstance(n, ast.Name)}
+    if used & assigned:
+        return []
+    out = []
+    for item in items:
+        parts = item.elts if len(names) > 1 and isinstance(item, ast.Tuple) else [item]
+        if len(parts) != len(names):
+            return []
+        binding = dict(zip(names, parts, strict=True))
+        try:
+            name = ast.literal_eval(_Substitute(binding).visit(_copy(call.args[0])))
+        except ValueError:
+            try:   # an f-string name over constant loop items
+                tree = ast.fix_missing_locations(
+                    ast.Expression(_Substitute(binding).visit(_copy(call.args[0]))))
+                name = eval(compile(tree, "<glue name>", "eval"), {"__builtins__": {}})
+            except Exception:
+                return []
+        if not isinstance(name, str):
+            return []
+        out.append((name, ast.unparse(_Substitute(binding).visit(_copy(call.args[1])))))
+    return out
+
+
+def _copy(node: ast.AST) -> ast.AST:
+    return ast.parse(ast.unparse(node), mode="eval").body
 
 
 def as_expression(source: str, spec: str) -> str:
@@ -186,14 +254,30 @@ def as_expression(source: str, spec: str) -> str:
     return f"f{quote}{{{source}:{spec}}}{quote}"
 
 
+def _revert(cell, undo: dict[str, str]) -> None:
+    """Put the glue roles ``undo`` (expression -> original role) back, with their stored results."""
+    for expr, role in undo.items():
+        cell.source = cell.source.replace(f"{{eval}}`{expr}`", role)
+    kept = [s for s in cell.metadata.get("user_expressions", []) if s["expression"] not in undo]
+    if kept:
+        cell.metadata["user_expressions"] = kept
+    else:
+        cell.metadata.pop("user_expressions", None)
+
+
 def convert(path: Path) -> list[str]:
-    """Convert the glue roles of one notebook; returns the problems (names left as they were)."""
+    """Convert the glue roles of one notebook; returns the problems (roles left as they were).
+
+    Converts a role only where the expression is known and computed in a code cell above the prose;
+    after executing, any converted number whose text differs from what the glue role showed (or whose
+    expression fails) is put back as its glue role. What is left needs a hand-written {eval}.
+    """
     nb = nbformat.read(path, as_version=4)
     if not any(GLUE_TEXT.search(c.source) for c in nb.cells if c.cell_type == "markdown"):
         return []
     sources, refused = glue_sources(nb)
-    problems = [f"{path.name}: {{glue:text}}`{n}` not converted: {why}" for n, why in refused.items()]
-    converted: dict[tuple[int, str], tuple[str, str]] = {}   # (cell, expr) -> (name, spec)
+    problems: list[str] = []
+    converted: dict[tuple[int, str], tuple[str, str, str]] = {}   # (cell, expr) -> (name, spec, role)
 
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
@@ -202,12 +286,18 @@ def convert(path: Path) -> list[str]:
         def replace(match, index=index):
             key = match.group(1)
             name, _, spec = key.partition(":")
-            if "::" in key or name not in sources:
-                if name not in refused and "::" not in key:
-                    problems.append(f"{path.name}: {{glue:text}}`{key}`: no glue call found")
+            why = ("a role from another document" if "::" in key else refused.get(name)
+                   or ("no glue call with this literal name" if name not in sources else None)
+                   or (f"glued in cell {sources[name][0]}, below the prose" if sources[name][0] > index
+                       else None))
+            if why:
+                problems.append(f"{path.name} cell {index}: {match.group(0)} left: {why}")
                 return match.group(0)
-            expr = as_expression(sources[name], spec)
-            converted[(index, expr)] = (name, spec)
+            expr = as_expression(sources[name][1], spec)
+            if (index, expr) in converted and converted[(index, expr)][:2] != (name, spec):
+                problems.append(f"{path.name} cell {index}: {match.group(0)} left: same expression twice")
+                return match.group(0)
+            converted[(index, expr)] = (name, spec, match.group(0))
             return f"{{eval}}`{expr}`"
 
         cell.source = GLUE_TEXT.sub(replace, cell.source)
@@ -221,20 +311,23 @@ def convert(path: Path) -> list[str]:
         path.write_text(original)
         raise
     glued = glue_texts(executed)
-    wrong = [f"{path.name} {failure} (the prose stands before the code that computes it?)"
-             for failure in failures]
-    for (index, expr), (name, spec) in converted.items():
+    problems += [f"{path.name} {failure}: left as a glue role" for failure in failures]
+    undo: dict[int, dict[str, str]] = {}
+    for (index, expr), (name, spec, role) in converted.items():
         stored = {s["expression"]: s["result"]
                   for s in executed.cells[index].metadata.get("user_expressions", [])}
         if expr not in stored:
-            continue   # failed: listed above
+            undo.setdefault(index, {})[expr] = role   # failed: listed above
+            continue
         shown, expected = plain_text(stored[expr]), myst_nb_text(glued[name], spec)
         if shown != expected:
-            wrong.append(f"{path.name} cell {index}: {{eval}}`{expr}` shows {shown!r}, "
-                         f"{{glue:text}}`{name}:{spec}` showed {expected!r}")
-    if wrong:
-        path.write_text(original)
-        problems += wrong + [f"{path.name}: restored unchanged; fix the above by hand, then rerun"]
+            undo.setdefault(index, {})[expr] = role
+            problems.append(f"{path.name} cell {index}: {{eval}}`{expr}` shows {shown!r} where "
+                            f"{role} showed {expected!r}: left as the glue role")
+    if undo:
+        for index, roles in undo.items():
+            _revert(executed.cells[index], roles)
+        nbformat.write(executed, path)
     return problems
 
 

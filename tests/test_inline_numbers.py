@@ -64,8 +64,18 @@ def test_glue_sources_refuses_loops_duplicates_and_computed_names():
         'glue("c", 1)\nglue("c", 2)\n'
         'glue(f"d{1}", 3)\n')])
     sources, refused = inline.glue_sources(nb)
-    assert sources == {"a": "x + 1"}
+    assert sources == {"a": (0, "x + 1")}
     assert set(refused) == {"b", "c"}
+
+
+def test_glue_sources_unrolls_loops_over_literals():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'for j in range(2):\n    glue(f"m{j}", f"{m[j]:.2f}")\n'
+        'for key, value in [("lo", r[0]), ("hi", r[1])]:\n    glue(key, value)\n'
+        'for d in (2, 20):\n    exact = d * 2\n    glue(f"s{d}", exact)\n')])
+    sources, _ = inline.glue_sources(nb)
+    assert sources == {"m0": (0, "f'{m[0]:.2f}'"), "m1": (0, "f'{m[1]:.2f}'"),
+                       "lo": (0, "r[0]"), "hi": (0, "r[1]")}    # s2, s20: exact is loop-local
 
 
 def notebook(tmp_path: Path, code: str, markdown: str) -> Path:
@@ -93,14 +103,16 @@ def test_convert_executes_checks_and_is_idempotent(tmp_path):
     assert inline.convert(path) == [] and path.read_text() == before
 
 
-def test_convert_restores_the_notebook_when_a_number_would_change(tmp_path):
+def test_convert_puts_back_a_role_whose_number_would_change(tmp_path):
     # kl is glued, then reassigned before the prose: the expression would show another number.
-    path = notebook(tmp_path, 'kl = 0.5\nglue("kl", kl, display=False)\nkl = 0.7\n',
-                    "KL {glue:text}`kl:.1f`.")
-    before = path.read_text()
+    path = notebook(tmp_path, 'kl = 0.5\nglue("kl", kl, display=False)\nkl = 0.7\n'
+                              'glue("n", 3, display=False)\n',
+                    "KL {glue:text}`kl:.1f` of {glue:text}`n`.")
     problems = inline.convert(path)
-    assert any("shows '0.7'" in p and "showed '0.5'" in p for p in problems), problems
-    assert path.read_text() == before
+    assert len(problems) == 1 and "shows '0.7'" in problems[0] and "showed '0.5'" in problems[0]
+    md = nbformat.read(path, as_version=4).cells[1]
+    assert md.source == "KL {glue:text}`kl:.1f` of {eval}`3`."
+    assert [s["expression"] for s in md.metadata["user_expressions"]] == ["3"]
 
 
 def test_execute_fails_on_an_expression_error_and_leaves_the_file(tmp_path):
@@ -118,4 +130,4 @@ def test_convert_lists_prose_that_comes_before_its_number(tmp_path):
     nbformat.write(nb, path)
     before = path.read_text()
     problems = inline.convert(path)
-    assert any("NameError" in p for p in problems) and path.read_text() == before
+    assert len(problems) == 1 and "below the prose" in problems[0] and path.read_text() == before

@@ -8,6 +8,7 @@ Sphinx extension ``book/_ext/inline_numbers.py`` renders the same stored results
 
     python scripts/inline_numbers.py execute NB...   # execute in place, outputs and expression results
     python scripts/inline_numbers.py convert NB...   # {glue:text}`name:fmt` -> {eval}`expr`, checked
+    python scripts/inline_numbers.py plan NB...      # what convert would do (no execution, no write)
 
 ``execute`` is ``jupyter nbconvert --to notebook --execute --inplace`` (same client, timeout and
 working directory) plus the expressions; ``make execute`` runs it. ``convert`` is the one-off
@@ -265,7 +266,7 @@ def _revert(cell, undo: dict[str, str]) -> None:
         cell.metadata.pop("user_expressions", None)
 
 
-def convert(path: Path) -> list[str]:
+def convert(path: Path, plan: bool = False) -> list[str]:
     """Convert the glue roles of one notebook; returns the problems (roles left as they were).
 
     Converts a role only where the expression is known and computed in a code cell above the prose;
@@ -301,6 +302,8 @@ def convert(path: Path) -> list[str]:
             return f"{{eval}}`{expr}`"
 
         cell.source = GLUE_TEXT.sub(replace, cell.source)
+    if plan:
+        return problems + [f"{path.name}: {len(converted)} roles would be converted (then checked)"]
     if not converted:
         return problems
     original = path.read_text()
@@ -333,7 +336,8 @@ def convert(path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["execute", "convert"])
+    parser.add_argument("command", choices=["execute", "convert", "plan"],
+                        help="plan: what convert would do, without executing or writing anything")
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
     failed = False
@@ -341,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "execute":
             execute(path)
             print(f"executed {path}")
+        elif args.command == "plan":
+            print("\n".join(convert(path, plan=True)))
         else:
             problems = convert(path)
             for problem in problems:

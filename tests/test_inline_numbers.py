@@ -131,3 +131,12 @@ def test_convert_lists_prose_that_comes_before_its_number(tmp_path):
     before = path.read_text()
     problems = inline.convert(path)
     assert len(problems) == 1 and "below the prose" in problems[0] and path.read_text() == before
+
+
+def test_plan_lists_without_executing_or_writing(tmp_path):
+    path = notebook(tmp_path, 'glue("a", 1, display=False)\n', "A {glue:text}`a` and {glue:text}`b`.")
+    before = path.read_text()
+    problems = inline.convert(path, plan=True)
+    assert problems == ["nb.ipynb cell 1: {glue:text}`b` left: no glue call with this literal name",
+                        "nb.ipynb: 1 roles would be converted (then checked)"]
+    assert path.read_text() == before

@@ -20,6 +20,8 @@ def aggregate_moments(mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
     mu, logvar: (N, D) encoder outputs for N examples. By the law of total covariance the
     covariance is Cov_n(mu_n) (population, ddof 0) + diag(mean_n exp(logvar_n)).
     Computed in float64.
+
+    Used by: chapter 9 (codes of the β = 1 and the small-β convolutional VAEs).
     """
     if mu.shape != logvar.shape or mu.dim() != 2 or len(mu) < 1:
         raise ValueError(f"mu and logvar must both be (N, D) with N >= 1, got {tuple(mu.shape)} "
@@ -38,6 +40,8 @@ def gaussian_fit_kl(mean: Tensor, cov: Tensor) -> Tensor:
 
     mean: (D,); cov: (D, D) symmetric positive definite (e.g. from :func:`aggregate_moments`).
     Returns a 0-d float64 tensor. Raises ValueError when cov is not positive definite.
+
+    Used by: chapter 9 (how far the aggregate posterior is from the prior, per dimension).
     """
     mean, cov = torch.as_tensor(mean).double(), torch.as_tensor(cov).double()
     if mean.dim() != 1 or cov.shape != (len(mean), len(mean)):

@@ -41,6 +41,8 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor | float, log_var: Tens
     reaches to −∞ and the bin of 1 to +∞, so the 256 probabilities of a pixel sum to exactly 1.
     x: (..., D) on the grid k/255 in [0, 1]; mean, log_var (log σ²): broadcastable to x.
     Returns (...), summed over the last dimension.
+
+    Used by: chapter 9 (the Gaussian decoder's ELBO as a bound on an 8-bit log-likelihood).
     """
     if not torch.is_floating_point(x):
         raise TypeError(f"x must be a float tensor on the grid k/255, got {x.dtype}")
@@ -63,6 +65,8 @@ def density_to_pmf_nats(log_density: Tensor | float, dims: int) -> Tensor | floa
     rule): log p(x) + D · log(1/255). Exact only when the density is flat across each bin; a valid
     bound needs dequantization (train and evaluate on x + uniform noise within the bin).
     log_density: nats per example; dims: D ≥ 1 pixels. Returns nats per example.
+
+    Used by: chapter 9 (the bin-width correction of a Gaussian log-density).
     """
     if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
         raise ValueError(f"dims must be a positive int, got {dims!r}")

@@ -15,6 +15,10 @@ One concept per module:
 - :mod:`vae_core.checkpoints`    checkpoint files: atomic writes, safe and digest-verified loading
 - :mod:`vae_core.cache`          the cache of trained models (``pretrained``), keyed by what determines them
 - :mod:`vae_core.evaluate`       test ELBO, importance-weighted log-likelihood, active units
+- :mod:`vae_core.bounds`         the IWAE bound for any posterior and prior: training loss, gradient SNR
+- :mod:`vae_core.gap`            the gap measured: IWAE estimate for any model, exact log p(x) and gap in 2-D
+- :mod:`vae_core.flows`          flow posteriors: conditional affine coupling layers on the Gaussian encoder
+- :mod:`vae_core.priors`         learned priors: mixture of Gaussians and VampPrior
 - :mod:`vae_core.viz`            image grids and latent-space pictures
 - :mod:`vae_core.explorer`       latent sliders: ipywidgets (live) and self-contained HTML+JS (static)
 - :mod:`vae_core.summary`        parameter and FLOP counts from torch's own counters

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,16 +119,25 @@ def _fourth_central_moments(f: str, mu: float, sigma: float, k: float) -> tuple[
 
 
 @pytest.fixture(scope="module")
-def explorer_page(tmp_path_factory):
-    from browser_support import PageWatch, browser, serve
+def chromium():
+    """One headless Chromium for the module (playwright's sync API allows one at a time)."""
+    from browser_support import browser
+
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def explorer_page(tmp_path_factory, chromium):
+    from browser_support import PageWatch, serve
 
     folder = tmp_path_factory.mktemp("estimator_explorer")
     (folder / "index.html").write_text(
         '<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" '
         'content="width=device-width"><link rel="icon" href="data:,"><title>estimators</title></head><body>'
         + ee.estimator_explorer_html(seed=1, element_id="est") + "</body></html>", encoding="utf-8")
-    with serve(folder) as base, browser() as b:
-        page = b.new_page(viewport={"width": 1000, "height": 900})
+    with serve(folder) as base:
+        page = chromium.new_page(viewport={"width": 1000, "height": 900})
         watch = PageWatch(page)
         page.goto(f"{base}/index.html", wait_until="load")
         page.wait_for_selector("#est[data-ready='1']", timeout=20_000)
@@ -243,3 +254,38 @@ def test_keyboard_and_redraw_time(explorer_page, record_property) -> None:
         print(f"estimator explorer redraw, n = 10^{n_exp}: median {median:.2f} ms, max {max(t):.2f} ms")
         assert median < REDRAW_LIMIT_MS
 
+
+
+# ---------------------------------------------------------------- the built chapter 3 page
+ROOT = Path(__file__).resolve().parents[1]
+HTML_DIR = Path(os.environ.get("VAE_BOOK_HTML", ROOT / "_build" / "html"))
+PAGE = "notebooks/03_gradient_estimators.html"
+
+
+@pytest.mark.browser
+def test_chapter_3_page(chromium) -> None:
+    from browser_support import PageWatch, serve
+
+    path = HTML_DIR / PAGE
+    if not path.exists():
+        pytest.skip(f"the book is not built ({path} is missing): run `make book` first")
+    text = path.read_text(encoding="utf-8")
+    ids = re.findall(r'<div id="(vae-estimator-explorer-[0-9a-f]+)" class="vae-estimator-explorer"', text)
+    if not ids:
+        pytest.skip(f"{PAGE} was built before chapter 3 had its estimator explorer: run `make book`")
+    assert len(ids) == 1 and path.stat().st_size <= 2_000_000
+    assert json.loads(_PAYLOAD.search(text).group(1))["reference"] == ee.reference_values()
+    with serve(HTML_DIR) as base:
+        page = chromium.new_page(viewport={"width": 1200, "height": 900})
+        watch = PageWatch(page)
+        page.goto(f"{base}/{PAGE}", wait_until="load")
+        page.wait_for_selector(f"#{ids[0]}[data-ready='1']", timeout=20_000)
+        assert page.get_attribute(f"#{ids[0]}", "data-selfcheck") == "ok"
+        # it starts at the quadratic with mu = sigma = k = 1: the chapter's 15, 74, 4 and 8
+        got = page.evaluate("(id) => { const h = document.getElementById(id).vaeEstimators; "
+                            "return [h.state(), h.stats().closed]; }", ids[0])
+        state, closed = got
+        assert (state["f"], state["mu"], state["sigma"], state["k"]) == ("quadratic", 1, 1, 1)
+        assert closed["score"] + closed["pathwise"] == [15, 74, 4, 8]
+        watch.assert_clean()
+        page.close()

@@ -147,8 +147,7 @@ def test_notebooks_use_only_roles_jupyterlab_myst_renders():
 # Chapters whose prose still has myst-nb glue roles (JupyterLab shows the glue *name* where the number
 # should be): `python scripts/inline_numbers.py convert notebooks/NN.ipynb` converts them and lists
 # what needs a hand-written {eval}. Strict: a chapter that passes must leave this list.
-GLUE_PENDING = {"03_gradient_estimators", "04_training", "06_evaluation",
-                "10_closing_the_gap", "11_discrete_latents"}
+GLUE_PENDING: set[str] = set()  # chapters whose prose still has glue roles (none)
 
 
 @pytest.mark.parametrize("path", [

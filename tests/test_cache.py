@@ -253,3 +253,19 @@ def test_models_and_losses_of_modules_outside_the_core_are_keyed_by_their_source
     assert k_new2 != k_new and k_loss2 != k_loss and k_core2 == k_core
     (pkg / "models.py").write_text((pkg / "models.py").read_text() + "\n# edited\n")  # a core module
     assert len({k_new2, k_core2, k_loss2} & set(keys())) == 0
+
+
+def test_the_cpu_thread_count_is_part_of_the_key():
+    """One and two threads round matrix products differently, so they train different weights: a
+    model trained by a two-thread process must not be served to a one-thread notebook."""
+    x, _ = make_data()
+    cfg = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = train.cache_key(VAE, cfg, x, device="cpu", epochs=2)
+        torch.set_num_threads(2)
+        two = train.cache_key(VAE, cfg, x, device="cpu", epochs=2)
+    finally:
+        torch.set_num_threads(before)
+    assert one[0] != two[0] and one[1]["cpu_threads"] == 1 and two[1]["cpu_threads"] == 2

@@ -2,9 +2,10 @@
 
 :func:`pretrained` keys a training by everything that determines its result (:func:`cache_key`):
 the model class and config, every ``fit`` argument that changes the parameters, the data, the source
-of the vae_core modules that determine training, the torch version and the device type. A custom
-``loss_fn`` is keyed by what it computes with — its code, the values it captured, its defaults and
-the globals it reads — and a function whose captured values cannot be keyed is refused, with the fix.
+of the vae_core modules that determine training, the torch version, the device type and the CPU
+thread count. A custom ``loss_fn`` is keyed by what it computes with — its code, the values it
+captured, its defaults and the globals it reads — and a function whose captured values cannot be
+keyed is refused, with the fix.
 
 A cache entry is a verified checkpoint (:mod:`vae_core.checkpoints`). A damaged entry, or one that
 holds another training, is never loaded into the model: it is retrained from the same
@@ -236,7 +237,9 @@ def cache_key(model_class: type[nn.Module], config: Mapping[str, Any], train_x: 
     :func:`callable_identity`; the identity of the data — the sha256 of the bytes of ``train_x``,
     ``test_x`` and labels, or ``data_key`` when given (then the caller vouches that the key names
     the data); the source of the vae_core modules that determine training (any edit retrains); the
-    torch version; and the device type (CPU and CUDA give different bits).
+    torch version; the device type (CPU and CUDA give different bits) and, on a CPU, torch's thread
+    count (one and two threads round matrix products differently: a model trained by a two-thread
+    process is not what a one-thread notebook would have trained).
     """
     bound = _FIT_SIGNATURE.bind(None, train_x, test_x, **fit_kwargs)
     bound.apply_defaults()
@@ -257,6 +260,8 @@ def cache_key(model_class: type[nn.Module], config: Mapping[str, Any], train_x: 
         "torch": torch.__version__,
         "device": dev.type,
     }
+    if dev.type == "cpu":  # the thread count changes how matrix products round, hence the weights
+        description["cpu_threads"] = torch.get_num_threads()
     extra = _extra_sources({model_class.__module__})
     if extra:  # a model defined outside the core modules: its module's source (and what it imports)
         description["model_sources"] = extra

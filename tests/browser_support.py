@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+ROOT = Path(__file__).resolve().parents[1]
+HTML_DIR = Path(os.environ.get("VAE_BOOK_HTML", ROOT / "_build" / "html"))
+"""The built book the page tests read (``VAE_BOOK_HTML`` names one built elsewhere)."""
 LOCAL_HOSTS = {"127.0.0.1"}
 LOCAL_SCHEMES = {"data", "blob", "about"}
 
@@ -91,3 +96,18 @@ class PageWatch:
     def assert_clean(self) -> None:
         assert self.external == [], f"requests to hosts other than 127.0.0.1: {self.external}"
         assert self.errors == [], f"console errors: {self.errors}"
+
+
+def built_figure(page: str, figure_class: str) -> tuple[Path, str, str]:
+    """(path, HTML, element id) of the one in-page figure of class ``figure_class`` in the built
+    chapter ``page`` (relative to :data:`HTML_DIR`); skips when the book is not built, or was built
+    before the chapter had the figure."""
+    path = HTML_DIR / page
+    if not path.exists():
+        pytest.skip(f"the book is not built ({path} is missing): run `make book` first")
+    text = path.read_text(encoding="utf-8")
+    ids = re.findall(rf'<div id="({figure_class}-[0-9a-f]+)" class="{figure_class}"', text)
+    if not ids:
+        pytest.skip(f"{page} was built before it had its {figure_class}: run `make book`")
+    assert len(ids) == 1, ids
+    return path, text, ids[0]

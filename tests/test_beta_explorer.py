@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import statistics
 from pathlib import Path
@@ -182,25 +181,16 @@ def test_explorer_in_chromium(tmp_path: Path, record_property) -> None:
 
 
 # ---------------------------------------------------------------- the built chapter 6 page
-ROOT = Path(__file__).resolve().parents[1]
-HTML_DIR = Path(os.environ.get("VAE_BOOK_HTML", ROOT / "_build" / "html"))
 PAGE = "notebooks/06_evaluation.html"
 
 
 @pytest.mark.browser
 def test_chapter_6_page(record_property) -> None:
-    from browser_support import PageWatch, browser, serve
+    from browser_support import HTML_DIR, PageWatch, browser, built_figure, serve
 
     from vae_core import data, evaluate, train
 
-    path = HTML_DIR / PAGE
-    if not path.exists():
-        pytest.skip(f"the book is not built ({path} is missing): run `make book` first")
-    text = path.read_text(encoding="utf-8")
-    ids = re.findall(r'<div id="(vae-beta-explorer-[0-9a-f]+)" class="vae-beta-explorer"', text)
-    if not ids:
-        pytest.skip(f"{PAGE} was built before chapter 6 had its beta explorer: run `make book`")
-    assert len(ids) == 1
+    path, text, figure_id = built_figure(PAGE, "vae-beta-explorer")
     size = path.stat().st_size
     print(f"{PAGE}: {size / 1e6:.2f} MB")
     assert size <= MAX_PAGE_BYTES
@@ -226,9 +216,9 @@ def test_chapter_6_page(record_property) -> None:
         page = b.new_page(viewport={"width": 1200, "height": 900})
         watch = PageWatch(page)
         page.goto(f"{base}/{PAGE}", wait_until="load")
-        page.wait_for_selector(f"#{ids[0]}[data-ready='1']", timeout=20_000)
-        page.locator(f"#{ids[0]}").scroll_into_view_if_needed()
-        times = _drive(page, ids[0], payload, models, torch.tensor(digits, dtype=torch.float32), z)
+        page.wait_for_selector(f"#{figure_id}[data-ready='1']", timeout=20_000)
+        page.locator(f"#{figure_id}").scroll_into_view_if_needed()
+        times = _drive(page, figure_id, payload, models, torch.tensor(digits, dtype=torch.float32), z)
         watch.assert_clean()
         page.close()
     median = statistics.median(times)

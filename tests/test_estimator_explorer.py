@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,33 +255,25 @@ def test_keyboard_and_redraw_time(explorer_page, record_property) -> None:
 
 
 # ---------------------------------------------------------------- the built chapter 3 page
-ROOT = Path(__file__).resolve().parents[1]
-HTML_DIR = Path(os.environ.get("VAE_BOOK_HTML", ROOT / "_build" / "html"))
 PAGE = "notebooks/03_gradient_estimators.html"
 
 
 @pytest.mark.browser
 def test_chapter_3_page(chromium) -> None:
-    from browser_support import PageWatch, serve
+    from browser_support import HTML_DIR, PageWatch, built_figure, serve
 
-    path = HTML_DIR / PAGE
-    if not path.exists():
-        pytest.skip(f"the book is not built ({path} is missing): run `make book` first")
-    text = path.read_text(encoding="utf-8")
-    ids = re.findall(r'<div id="(vae-estimator-explorer-[0-9a-f]+)" class="vae-estimator-explorer"', text)
-    if not ids:
-        pytest.skip(f"{PAGE} was built before chapter 3 had its estimator explorer: run `make book`")
-    assert len(ids) == 1 and path.stat().st_size <= 2_000_000
+    path, text, figure_id = built_figure(PAGE, "vae-estimator-explorer")
+    assert path.stat().st_size <= 2_000_000
     assert json.loads(_PAYLOAD.search(text).group(1))["reference"] == ee.reference_values()
     with serve(HTML_DIR) as base:
         page = chromium.new_page(viewport={"width": 1200, "height": 900})
         watch = PageWatch(page)
         page.goto(f"{base}/{PAGE}", wait_until="load")
-        page.wait_for_selector(f"#{ids[0]}[data-ready='1']", timeout=20_000)
-        assert page.get_attribute(f"#{ids[0]}", "data-selfcheck") == "ok"
+        page.wait_for_selector(f"#{figure_id}[data-ready='1']", timeout=20_000)
+        assert page.get_attribute(f"#{figure_id}", "data-selfcheck") == "ok"
         # it starts at the quadratic with mu = sigma = k = 1: the chapter's 15, 74, 4 and 8
         got = page.evaluate("(id) => { const h = document.getElementById(id).vaeEstimators; "
-                            "return [h.state(), h.stats().closed]; }", ids[0])
+                            "return [h.state(), h.stats().closed]; }", figure_id)
         state, closed = got
         assert (state["f"], state["mu"], state["sigma"], state["k"]) == ("quadratic", 1, 1, 1)
         assert closed["score"] + closed["pathwise"] == [15, 74, 4, 8]

@@ -64,17 +64,12 @@ def page_path() -> Path:
 
 @pytest.fixture(scope="module")
 def models() -> dict[int, torch.nn.Module]:
-    """The trained models of chapters 4-5, by latent size, on the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = {}
-        for name in ("vae2", "vae20"):
-            model, _ = zoo.book_model(name, DATASET, progress=False)
-            out[model.z_dim] = model.cpu().eval()
-        return out
-    finally:
-        torch.set_num_threads(threads)
+    """The trained models of chapters 4-5, by latent size, on the CPU (book_model pins the threads)."""
+    out = {}
+    for name in ("vae2", "vae20"):
+        model, _ = zoo.book_model(name, DATASET, progress=False)
+        out[model.z_dim] = model.cpu().eval()
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -240,14 +240,10 @@ def built_page() -> Path:
 
 @pytest.fixture(scope="module")
 def vae2() -> torch.nn.Module:
-    from vae_core import zoo
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, _ = zoo.book_model("vae2", DATASET, progress=False)
-        return model.cpu().eval()
-    finally:
-        torch.set_num_threads(threads)
+    from vae_core import zoo  # book_model trains and looks up with the book's thread count
+
+    model, _ = zoo.book_model("vae2", DATASET, progress=False)
+    return model.cpu().eval()
 
 
 def _torch_encode(model: torch.nn.Module, pixels: list[float]) -> tuple[np.ndarray, np.ndarray]:

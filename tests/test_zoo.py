@@ -105,3 +105,28 @@ def test_fewer_epochs_reproduce_the_start_of_the_full_run(tiny, tmp_path):
     for split in ("train", "test"):
         for term, values in getattr(short, split).items():
             assert values == getattr(full, split)[term][:2], (split, term)
+
+
+def test_book_model_trains_with_the_book_thread_count_whatever_the_callers(tiny, tmp_path,
+                                                                         monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        # the oracle: the same call made by a caller already at BOOK_THREADS
+        torch.set_num_threads(zoo.BOOK_THREADS)
+        reference, _ = zoo.book_model("tiny", cache_dir=tmp_path, progress=False, device="cpu")
+        seen = []
+        real = zoo.train.pretrained
+
+        def spy(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(zoo.train, "pretrained", spy)
+        torch.set_num_threads(zoo.BOOK_THREADS + 1)
+        other, _ = zoo.book_model("tiny", cache_dir=tmp_path, progress=False, device="cpu")
+        assert seen == [zoo.BOOK_THREADS]                         # looked up (trained) pinned
+        assert torch.get_num_threads() == zoo.BOOK_THREADS + 1    # the caller's count restored
+        assert len(list(tmp_path.iterdir())) == 1                 # one cache entry for both
+        assert all(torch.equal(p, q) for p, q in zip(_params(reference), _params(other), strict=True))
+    finally:
+        torch.set_num_threads(before)

@@ -160,7 +160,7 @@ def binarize(x: Tensor, generator: torch.Generator | None = None, *, validate: b
     if validate and (not torch.is_floating_point(x) or not bool(((x >= 0) & (x <= 1)).all())):
         raise ValueError("binarize expects float intensities in [0, 1] (no NaN); use to_unit_float first")
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (u < x).to(x.dtype)
+    return u.lt_(x)  # 1.0 where u < x, else 0.0, written over u: no bool tensor, no second copy
 
 
 def static_binarize(x: Tensor, seed: int = TEST_BINARIZATION_SEED) -> Tensor:

@@ -16,11 +16,13 @@ Used by: chapters 4-5 (and later chapters that reuse the main model), tests/test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import data, train
@@ -34,6 +36,11 @@ BOOK_MODELS: dict[str, dict[str, Any]] = {
 FIT_SETTINGS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "binarize": "dynamic", "seed": 0}
 """Arguments of :func:`vae_core.train.fit` shared by every book model (besides ``epochs``)."""
 
+BOOK_THREADS = 1
+"""CPU threads torch uses while a book model is trained or looked up. One and two threads round matrix
+products differently (so the cache keys the thread count): pinning it gives every chapter, test and
+machine, whatever its core count or the caller's setting, the same parameters — and keeps two
+notebooks run side by side (``make test``) from fighting over the cores."""
 EPOCHS: dict[str, int] = {"mnist-5k": 50, "mnist": 10, "fashion-mnist": 10}
 """Training epochs per data set: 50 × 32 steps on mnist-5k; 10 × 469 steps on the 60k sets."""
 
@@ -80,7 +87,8 @@ def book_model(name: str, dataset: str = "mnist-5k", *, epochs: int | None = Non
     :func:`vae_core.train.pretrained` with :func:`pretrained_kwargs` (the test split gives the
     per-epoch test curves of the history). progress: draw the epoch bar (tqdm.auto: a widget in
     JupyterLab); default :func:`show_progress`. cache_dir: as in ``pretrained`` (default
-    ``$VAE_CORE_CACHE`` or ``~/.cache/vae_core``).
+    ``$VAE_CORE_CACHE`` or ``~/.cache/vae_core``). Trained and looked up with :data:`BOOK_THREADS`
+    CPU threads, whatever the caller's setting (restored on return).
     """
     if progress is None:
         progress = show_progress()
@@ -88,8 +96,20 @@ def book_model(name: str, dataset: str = "mnist-5k", *, epochs: int | None = Non
     train_set = data.load(dataset, "train")
     test_set = data.load(dataset, "test")
     config = kwargs.pop("config")
-    return train.pretrained(config, train_set.images, test_set.images, cache_dir=cache_dir,
-                            progress=progress, **kwargs)
+    with cpu_threads(BOOK_THREADS):
+        return train.pretrained(config, train_set.images, test_set.images, cache_dir=cache_dir,
+                                progress=progress, **kwargs)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``; the caller's thread count is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def describe(name: str, dataset: str = "mnist-5k", **kwargs: Any) -> Mapping[str, Any]:
@@ -100,5 +120,5 @@ def describe(name: str, dataset: str = "mnist-5k", **kwargs: Any) -> Mapping[str
     return {"model": name, "architecture": arch, "dataset": dataset, **spec}
 
 
-__all__ = ["BOOK_MODELS", "FIT_SETTINGS", "EPOCHS", "pretrained_kwargs", "book_model", "describe",
-           "show_progress"]
+__all__ = ["BOOK_MODELS", "BOOK_THREADS", "FIT_SETTINGS", "EPOCHS", "cpu_threads", "pretrained_kwargs",
+           "book_model", "describe", "show_progress"]

@@ -6,6 +6,12 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 # (No MPLBACKEND here: kernels must keep matplotlib's inline backend, or figures vanish from outputs.)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# glibc's malloc keeps freed blocks (up to 1 GiB) in the process: evaluation loops that allocate the
+# same large temporaries at every step no longer page-fault them in again each time (up to half of an
+# IWAE evaluation's time went to the kernel; see the IWAE table on the benchmarks page). Kernels, tests
+# and benchmarks inherit it. The same value as benchmarks.common.GLIBC_MALLOC_TUNABLES (tested).
+GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824
+export GLIBC_TUNABLES
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 VENDOR := _vendor

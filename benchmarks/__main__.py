@@ -26,8 +26,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "throughput_1t": {"datasets": ("mnist-5k",), "limit": 256, "epochs": {"mnist-5k": 1},
                       "rounds": {"mnist-5k": 1}, "gemm_min_time": 0.002},
     "quality": {"limit": 256, "epochs": 1, "seeds": (0, 1), "n_samples": 1},
-    "iwae": {"k": 20, "n": 20, "chunk_sizes": (5, 20), "batch_size": 10, "train_epochs": 1,
-             "train_limit": 256},
+    "iwae": {"k": 20, "n": 20, "chunk_sizes": (5, 20), "default_malloc_chunks": (20,),
+             "batch_size": 10, "train_epochs": 1, "train_limit": 256},
     "book": {"execute": False},
     "redraw": {},
 }

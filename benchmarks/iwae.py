@@ -16,7 +16,12 @@ warms up, then evaluates the 1,000 statically binarized ``mnist-5k`` test digits
 - that extra memory in units of one (chunk_size × batch_size × 784) float32 tensor, which should stay
   roughly constant (a few such tensors are alive at once) while the chunk size changes tenfold;
 - the mean log-likelihood, and the largest difference between chunk sizes (the noise does not depend
-  on the chunk size, so the estimates agree up to float rounding).
+  on the chunk size, so the estimates agree up to float rounding);
+- the process's system (kernel) seconds and minor page faults during the evaluation. Each chunk size
+  runs with malloc's freed memory kept in the process (``GLIBC_TUNABLES`` =
+  :data:`benchmarks.common.GLIBC_MALLOC_TUNABLES`, as ``make`` sets it), and the sizes of
+  ``default_malloc_chunks`` once more with glibc's defaults, which return large freed blocks to the
+  kernel: the page faults of re-mapping them are what made larger chunks slower.
 
 Run: ``python -m benchmarks iwae`` (part of the default ``python -m benchmarks``).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,7 +45,8 @@ import torch
 from . import common
 
 NAME = "iwae"
-DEFAULT_CHUNKS = (100, 1000)
+DEFAULT_CHUNKS = (10, 100, 1000)
+DEFAULT_MALLOC_CHUNKS = (10, 1000)  # run again with glibc's default malloc settings
 
 
 def _status_mb(field: str) -> float | None:
@@ -97,14 +104,18 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         method = ("peak RSS (VmHWM, reset before the run) - RSS before" if reset
                   else "ru_maxrss after - ru_maxrss before")
     rss_before = round(_status_mb("VmRSS") or 0.0, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     log_px = iwae_log_likelihood(model, x, k=k, batch_size=batch, chunk_size=chunk, seed=0)
     common.synchronize(device)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb(reset)
     torch.save(log_px.cpu(), args["out"])
     unit = chunk * batch * 784 * 4 / 2**20
-    return {"chunk_size": chunk, "seconds": round(seconds, 3),
+    return {"chunk_size": chunk, "malloc": args["malloc"], "seconds": round(seconds, 3),
+            "system_seconds": round(after.ru_stime - usage.ru_stime, 2),
+            "minor_page_faults": after.ru_minflt - usage.ru_minflt,
             "memory": method, "peak_mb": round(peak, 1), "before_mb": round(base, 1),
             "extra_mb": round(peak - base, 1), "rss_before_mb": rss_before,
             "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -127,14 +138,18 @@ def _memory_model(runs: Sequence[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def _spawn(args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # "default": glibc's own
+    if args["malloc"] == "kept":
+        env["GLIBC_TUNABLES"] = common.GLIBC_MALLOC_TUNABLES
     proc = subprocess.run([sys.executable, "-m", "benchmarks.iwae", "--worker", json.dumps(args)],
-                          cwd=common.ROOT, capture_output=True, text=True, timeout=timeout)
+                          cwd=common.ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"IWAE worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(*, k: int = 5000, n: int = 1000, chunk_sizes: Sequence[int] = DEFAULT_CHUNKS, batch_size: int = 100,
+def run(*, k: int = 5000, n: int = 1000, chunk_sizes: Sequence[int] = DEFAULT_CHUNKS,
+        default_malloc_chunks: Sequence[int] = DEFAULT_MALLOC_CHUNKS, batch_size: int = 100,
         train_epochs: int = 5, train_limit: int | None = None, dataset: str = "mnist-5k",
         threads: int | None = None,
         device: str | None = None, quick: bool = False, timeout: float = 3600) -> dict[str, Any]:
@@ -158,26 +173,33 @@ def run(*, k: int = 5000, n: int = 1000, chunk_sizes: Sequence[int] = DEFAULT_CH
             state = Path(tmp) / "model.pt"
             torch.save({k_: v.cpu() for k_, v in model.state_dict().items()}, state)
             estimates = []
-            for chunk in chunk_sizes:
-                out = Path(tmp) / f"log_px_{chunk}.pt"
+            plan = [(c, "kept") for c in chunk_sizes] + [(c, "default") for c in default_malloc_chunks]
+            for chunk, malloc in plan:
+                out = Path(tmp) / f"log_px_{chunk}_{malloc}.pt"
                 runs.append(_spawn({"state": str(state), "out": str(out), "threads": threads,
                                     "device": str(dev), "dataset": dataset, "n": n, "k": k,
-                                    "batch_size": batch_size, "chunk_size": chunk}, timeout))
+                                    "batch_size": batch_size, "chunk_size": chunk, "malloc": malloc},
+                                   timeout))
                 estimates.append(torch.load(out, weights_only=True))
-                common.log(f"  iwae chunk {chunk}: {runs[-1]['seconds']:.1f} s, "
-                           f"extra {runs[-1]['extra_mb']} MB")
+                common.log(f"  iwae chunk {chunk} (malloc {malloc}): {runs[-1]['seconds']:.1f} s, "
+                           f"system {runs[-1]['system_seconds']} s, extra {runs[-1]['extra_mb']} MB")
             n_eval = len(estimates[0])
             disagreement = max(float((e - estimates[0]).abs().max()) for e in estimates)
-    ratio = runs[-1]["extra_mb"] / runs[0]["extra_mb"] if len(runs) > 1 and runs[0]["extra_mb"] > 0 else None
+    kept = [r for r in runs if r["malloc"] == "kept"]
+    ratio = kept[-1]["extra_mb"] / kept[0]["extra_mb"] if len(kept) > 1 and kept[0]["extra_mb"] > 0 else None
     results = {"runs": runs, "n_images": n_eval,
                "max_abs_difference_between_chunk_sizes": disagreement,
                "memory_ratio_largest_over_smallest_chunk": None if ratio is None else round(ratio, 2),
-               "memory_model": _memory_model(runs)}
-    settings = {"k": k, "n": n, "chunk_sizes": list(chunk_sizes), "batch_size": batch_size,
+               "memory_model": _memory_model(kept)}
+    settings = {"k": k, "n": n, "chunk_sizes": list(chunk_sizes),
+                "default_malloc_chunks": list(default_malloc_chunks),
+                "malloc": {"kept": f"GLIBC_TUNABLES={common.GLIBC_MALLOC_TUNABLES}",
+                           "default": "glibc's defaults (GLIBC_TUNABLES unset)"},
+                "batch_size": batch_size,
                 "dataset": dataset, "test_data": f"{dataset} test split, statically binarized (seed 0)",
                 "model": f"a 784-400-20 Bernoulli VAE trained for {train_epochs} epochs by `fit` on the "
                          f"{dataset} training images (dynamic binarization, seed 0)",
-                "device": str(dev), "process": "one fresh process per chunk size"}
+                "device": str(dev), "process": "one fresh process per chunk size and malloc setting"}
     return common.envelope(NAME, machine, settings, results, quick=quick)
 
 
@@ -189,7 +211,8 @@ def validate(result: dict[str, Any]) -> None:
     if not res["runs"]:
         raise ValueError("no IWAE run")
     for r in res["runs"]:
-        common.require(r, ("chunk_size", "seconds", "peak_mb", "extra_mb", "mean_log_likelihood"), "run")
+        common.require(r, ("chunk_size", "malloc", "seconds", "system_seconds", "minor_page_faults",
+                           "peak_mb", "extra_mb", "mean_log_likelihood"), "run")
         if not r["seconds"] > 0:
             raise ValueError("IWAE seconds must be > 0")
 

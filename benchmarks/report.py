@@ -161,13 +161,19 @@ def _iwae(r: dict[str, Any]) -> list[str]:
              f"The model: {model}. Its log-likelihood is not the book's (chapter 6 evaluates its own, "
              "better-trained models); what matters here is the time and the memory of the evaluation.", "",
              f"k = {st['k']:,} importance samples for each of {res['n_images']:,} test images "
-             f"(batches of {st['batch_size']}), one fresh process per chunk size; memory: "
-             f"{res['runs'][0]['memory']}.", "",
-             "| chunk size | seconds | images/s | extra memory (MB) "
-             "| in (chunk × batch × 784) float32 tensors | mean log p(x) (nats) |",
-             "|---|---|---|---|---|---|"]
+             f"(batches of {st['batch_size']}), one fresh process per chunk size and malloc setting; "
+             f"memory: {res['runs'][0]['memory']}. malloc *kept*: freed memory stays in the process "
+             "(`GLIBC_TUNABLES` as `make` sets it); *default*: glibc's defaults, which hand large freed "
+             "blocks back to the kernel.", "",
+             "| malloc | chunk size | seconds | of which system | page faults | images/s "
+             "| extra memory (MB) | in (chunk × batch × 784) float32 tensors | mean log p(x) (nats) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run in res["runs"]:
-        lines.append(f"| {run['chunk_size']:,} | {_num(run['seconds'])} | {_num(run['images_per_s'])} "
+        malloc = run.get("malloc", "default")
+        faults = run.get("minor_page_faults")
+        lines.append(f"| {malloc} | {run['chunk_size']:,} | {_num(run['seconds'])} "
+                     f"| {_num(run.get('system_seconds'))} "
+                     f"| {'–' if faults is None else f'{faults:,}'} | {_num(run['images_per_s'])} "
                      f"| {_num(run['extra_mb'])} | {run['extra_in_chunk_tensors']:.2f} "
                      f"| {run['mean_log_likelihood']:.2f} |")
     diff = res["max_abs_difference_between_chunk_sizes"]

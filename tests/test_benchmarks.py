@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -39,7 +43,10 @@ def test_each_benchmark_runs_tiny_and_writes_a_valid_result(tmp_path, name):
         assert flops["per_example_forward_backward"] == pytest.approx(3.28e6, rel=1e-3)
     if name == "iwae":
         runs = result["results"]["runs"]
-        assert [r["chunk_size"] for r in runs] == list(QUICK["iwae"]["chunk_sizes"])
+        assert [(r["chunk_size"], r["malloc"]) for r in runs] == (
+            [(c, "kept") for c in QUICK["iwae"]["chunk_sizes"]]
+            + [(c, "default") for c in QUICK["iwae"]["default_malloc_chunks"]])
+        assert all(r["minor_page_faults"] >= 0 and r["system_seconds"] >= 0 for r in runs)
         # the chunk size changes how the samples are grouped, not the estimate
         assert result["results"]["max_abs_difference_between_chunk_sizes"] < 1e-3
         assert all(math.isfinite(r["mean_log_likelihood"]) for r in runs)
@@ -127,3 +134,37 @@ def test_gpu_paths_smoke_on_the_cpu(tmp_path):
     assert set(checks) == {"fit", "evaluate", "explorer"} and result["results"]["all_ok"], checks
     assert checks["fit"]["same_seed_max_weight_difference"] == 0.0  # CPU: bit for bit
     assert (tmp_path / "gpu_paths.json").exists()
+
+
+def test_makefile_exports_the_malloc_setting_the_benchmarks_measure():
+    makefile = (common.ROOT / "Makefile").read_text()
+    assert f"GLIBC_TUNABLES ?= {common.GLIBC_MALLOC_TUNABLES}\n" in makefile
+    assert "export GLIBC_TUNABLES\n" in makefile
+
+
+_FAULTS = """
+import resource, torch
+faults = []
+for _ in range(20):  # the evaluation loops' pattern: the same two 16 MiB temporaries at every step
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = torch.empty(4 * 2**20).fill_(1.0)
+    b = torch.empty(4 * 2**20).fill_(2.0)
+    del a, b
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[10:]))  # the last 10 steps, once the heap has settled
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="GLIBC_TUNABLES is glibc's")
+def test_the_malloc_setting_stops_large_temporaries_from_page_faulting_each_time():
+    def faults(tunables):
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        if tunables:
+            env["GLIBC_TUNABLES"] = tunables
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                             text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    pages = 2 * 16 * 2**20 // 4096  # of the two temporaries of one step
+    assert faults(None) > 10 * pages // 2                 # default: mapped afresh at every step
+    assert faults(common.GLIBC_MALLOC_TUNABLES) < pages // 10  # kept: reused, no new faults

@@ -13,6 +13,7 @@ from test_train import H_DIM, X_DIM, Z_DIM, make_data, make_model, same_params
 from vae_core import cache, checkpoints, train
 from vae_core.checkpoints import load_checkpoint
 from vae_core.models import VAE
+from vae_core.zoo import cpu_threads
 
 # ---------------------------------------------------------------------------------------------
 # The cache of trained models
@@ -260,12 +261,8 @@ def test_the_cpu_thread_count_is_part_of_the_key():
     model trained by a two-thread process must not be served to a one-thread notebook."""
     x, _ = make_data()
     cfg = {"x_dim": X_DIM, "h_dim": H_DIM, "z_dim": Z_DIM}
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with cpu_threads(1):
         one = train.cache_key(VAE, cfg, x, device="cpu", epochs=2)
-        torch.set_num_threads(2)
+    with cpu_threads(2):
         two = train.cache_key(VAE, cfg, x, device="cpu", epochs=2)
-    finally:
-        torch.set_num_threads(before)
     assert one[0] != two[0] and one[1]["cpu_threads"] == 1 and two[1]["cpu_threads"] == 2

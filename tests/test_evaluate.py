@@ -424,3 +424,35 @@ def test_grid_posterior_agrees_with_grid_log_likelihood_and_the_elbo_of_a_vae():
     assert ((got.elbo - mc.mean(0)).abs() < 4 * mc.std(0) / math.sqrt(8) + 1e-3).all()
     assert torch.allclose(got.elbo, evaluate.grid_posterior(model, x, limit=8.0, n=800).elbo, atol=1e-5)
     assert (got.kl_q_p > 0).all() and (got.kl_p_q > 0).all()
+
+
+@pytest.mark.parametrize("z_dim", [1, 2])
+def test_grid_posterior_equals_a_dense_torch_distributions_oracle_for_any_chunk_size(z_dim):
+    # grid_posterior gathers log q(z_g|x) from per-axis tables, chunk by chunk; the oracle builds
+    # the whole grid at once and scores it with torch.distributions (float64 throughout)
+    torch.manual_seed(3)
+    model = VAE(X_DIM, 16, z_dim)
+    with torch.no_grad():
+        model.decoder_hidden.weight *= 3
+    x = binary_data(5)
+    limit, n = 4.0, 60 if z_dim == 2 else 900
+    h = 2 * limit / n
+    axis = torch.linspace(-limit + h / 2, limit - h / 2, n, dtype=torch.float64)
+    grid = axis[:, None] if z_dim == 1 else torch.cartesian_prod(axis, axis)  # (G, d)
+    with torch.no_grad():  # the model's float32 outputs, scored in float64
+        mu, logvar = (t.double() for t in model.encode(x))
+        logits = model.decode(grid.float()).double()
+    log_lik = torch.distributions.Bernoulli(logits=logits[None]).log_prob(x[:, None].double()).sum(-1)
+    log_joint = log_lik + Normal(0.0, 1.0).log_prob(grid).sum(-1)  # (N, G)
+    log_q = Normal(mu[:, None], (0.5 * logvar[:, None]).exp()).log_prob(grid).sum(-1)  # (N, G)
+    log_px = torch.logsumexp(log_joint, -1) + z_dim * math.log(h)
+    post = torch.softmax(log_joint, -1)
+    kl_p_q = (post * (log_joint - log_px[:, None] - log_q)).sum(-1)
+    entropy = Normal(mu, (0.5 * logvar).exp()).entropy().sum(-1)
+    elbo_x = (torch.softmax(log_q, -1) * log_joint).sum(-1) + entropy
+    for chunk in (7, 64, 100_000):  # chunks that split grid rows, and one chunk for all
+        got = evaluate.grid_posterior(model, x, limit=limit, n=n, chunk_size=chunk, batch_size=3)
+        assert torch.allclose(got.log_px, log_px, atol=1e-9)
+        assert torch.allclose(got.elbo, elbo_x, atol=1e-9)
+        assert torch.allclose(got.kl_q_p, log_px - elbo_x, atol=1e-9)
+        assert torch.allclose(got.kl_p_q, kl_p_q, atol=1e-9)

@@ -109,24 +109,28 @@ def test_fewer_epochs_reproduce_the_start_of_the_full_run(tiny, tmp_path):
 
 def test_book_model_trains_with_the_book_thread_count_whatever_the_callers(tiny, tmp_path,
                                                                          monkeypatch):
-    before = torch.get_num_threads()
-    try:
-        # the oracle: the same call made by a caller already at BOOK_THREADS
-        torch.set_num_threads(zoo.BOOK_THREADS)
+    with zoo.cpu_threads(zoo.BOOK_THREADS):  # the oracle: a caller already at BOOK_THREADS
         reference, _ = zoo.book_model("tiny", cache_dir=tmp_path, progress=False, device="cpu")
-        seen = []
-        real = zoo.train.pretrained
+    seen = []
+    real = zoo.train.pretrained
 
-        def spy(*args, **kwargs):
-            seen.append(torch.get_num_threads())
-            return real(*args, **kwargs)
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
 
-        monkeypatch.setattr(zoo.train, "pretrained", spy)
-        torch.set_num_threads(zoo.BOOK_THREADS + 1)
+    monkeypatch.setattr(zoo.train, "pretrained", spy)
+    with zoo.cpu_threads(zoo.BOOK_THREADS + 1):
         other, _ = zoo.book_model("tiny", cache_dir=tmp_path, progress=False, device="cpu")
-        assert seen == [zoo.BOOK_THREADS]                         # looked up (trained) pinned
         assert torch.get_num_threads() == zoo.BOOK_THREADS + 1    # the caller's count restored
-        assert len(list(tmp_path.iterdir())) == 1                 # one cache entry for both
-        assert all(torch.equal(p, q) for p, q in zip(_params(reference), _params(other), strict=True))
-    finally:
-        torch.set_num_threads(before)
+    assert seen == [zoo.BOOK_THREADS]                             # looked up (trained) pinned
+    assert len(list(tmp_path.iterdir())) == 1                     # one cache entry for both
+    assert all(torch.equal(p, q) for p, q in zip(_params(reference), _params(other), strict=True))
+
+
+def test_cpu_threads_restores_the_callers_count_even_when_the_block_raises():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with zoo.cpu_threads(before + 1):
+            assert torch.get_num_threads() == before + 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -123,7 +123,7 @@ def _iwae_log_weight_sums(model: nn.Module, x: Tensor, k: int, batch_size: int, 
 
 @torch.no_grad()
 def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch_size: int = 100,
-                        chunk_size: int = 500, seed: int = 0) -> Tensor:
+                        chunk_size: int = 10, seed: int = 0) -> Tensor:
     """Importance-weighted estimate of log p(x) (the IWAE bound, Burda et al. 2015), per example.
 
     log p(x) ≈ log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), i = 1..k; a lower bound in
@@ -133,7 +133,12 @@ def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000,
     noise vectors ε (k, batch, z_dim) are drawn at once (small: no pixels) and decoded in chunks of
     ``chunk_size`` samples, so peak memory is O(chunk_size · batch_size · x_dim) whatever k is. The
     noise does not depend on ``chunk_size``: results for different chunk sizes agree up to float
-    rounding. Deterministic given ``seed``. Returns (N,) in nats.
+    rounding. The default, 10 samples × 100 examples = 1,000 codes per decoder call, keeps each
+    temporary near 3 MB and the peak memory at tens of MB. Larger chunks are no faster on a CPU, and
+    with glibc's default malloc, which hands large freed blocks back to the kernel, their tensors are
+    page-faulted in again at every chunk: chunks of 500 then took twice as long (the benchmarks page
+    measures both; ``make`` sets ``GLIBC_TUNABLES`` so freed memory stays in the process). On a GPU,
+    larger chunks (hundreds) keep it busy. Deterministic given ``seed``. Returns (N,) in nats.
 
     Used by: chapter 6 (k = 1 … 5000), benchmarks (evaluation speed and memory).
     """
@@ -182,7 +187,7 @@ def mean_with_errors(values: Tensor, mc_var: Tensor | None = None) -> MeanEstima
 
 @torch.no_grad()
 def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch_size: int = 100,
-                  chunk_size: int = 500, seed: int = 0) -> MeanEstimate:
+                  chunk_size: int = 10, seed: int = 0) -> MeanEstimate:
     """The IWAE log-likelihood of :func:`iwae_log_likelihood`, its mean and both standard errors.
 
     values: exactly ``iwae_log_likelihood(model, x, k, batch_size, chunk_size, seed)`` (N,) in nats.
@@ -284,7 +289,7 @@ def _grid_log_joint(model: nn.Module, x: Tensor | np.ndarray, limit: float, n: i
 
 @torch.no_grad()
 def grid_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0, n: int = 400,
-                        chunk_size: int = 8192) -> Tensor:
+                        chunk_size: int = 2048) -> Tensor:
     """log p(x) = log ∫ p(x|z) N(z; 0, I) dz by numerical integration, for a 1- or 2-D latent space.
 
     The exact marginal likelihood, up to a quadrature error that can be made negligible: the midpoint
@@ -348,7 +353,7 @@ class GridPosterior(NamedTuple):
 
 @torch.no_grad()
 def grid_posterior(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0, n: int = 400,
-                   chunk_size: int = 8192, batch_size: int = 1000) -> GridPosterior:
+                   chunk_size: int = 2048, batch_size: int = 1000) -> GridPosterior:
     """log p(x), the exact ELBO and both KLs between q(z|x) and the true posterior, by quadrature.
 
     On the grid of :func:`grid_log_likelihood` (same ``limit``, ``n``, and the same log p(x)), the
@@ -373,8 +378,18 @@ def grid_posterior(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0,
         xb, h, z_dim, chunks = _grid_log_joint(model, xb, limit, n, chunk_size)
         under_p = _WeightedMean(len(xb), xb.device)  # weights p(x, z_g): the posterior
         under_q = _WeightedMean(len(xb), xb.device)  # weights q(z_g|x)
+        # q is diagonal and the grid a product of n-point axes: log q(z_g|x) is a sum over the d
+        # coordinates of per-axis terms, each computed once on the axis (N, n) and gathered per cell
+        axis = torch.linspace(-float(limit) + h / 2, float(limit) - h / 2, n, dtype=torch.float64,
+                              device=xb.device)
+        per_axis = [gaussian_log_prob(axis[:, None, None], mu[:, j:j + 1], logvar[:, j:j + 1]).T
+                    for j in range(z_dim)]  # d tables (N, n)
+        start = 0
         for z, log_joint in chunks:
-            log_q = gaussian_log_prob(z[:, None, :], mu, logvar).T  # (N, G)
+            g = torch.arange(start, start + len(z), device=xb.device)
+            start += len(z)
+            cols = (g,) if z_dim == 1 else (g // n, g % n)  # cartesian_prod order: last axis fastest
+            log_q = sum(t[:, c] for t, c in zip(per_axis, cols, strict=True))  # (N, G)
             under_p.add(log_joint, log_joint - log_q)
             under_q.add(log_q, log_joint)
         log_px = under_p.log_mass() + z_dim * math.log(h)

@@ -30,12 +30,13 @@ def _device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch_size: int = 100,
-                  chunk_size: int = 500, seed: int = 0) -> MeanEstimate:
+                  chunk_size: int = 10, seed: int = 0) -> MeanEstimate:
     """L_k per example with its mean and both standard errors, for any model (see module docstring).
 
     The same procedure and noise as :func:`vae_core.evaluate.iwae_estimate` (for a plain VAE the two
     agree up to float rounding): per batch of examples, ε (k, batch, z_dim) drawn at once from a
-    generator seeded with ``seed``, decoded in chunks of ``chunk_size`` samples. x: (N, x_dim) in
+    generator seeded with ``seed``, decoded in chunks of ``chunk_size`` samples (why 10: see
+    :func:`vae_core.evaluate.iwae_log_likelihood`). x: (N, x_dim) in
     [0, 1] (binary for a likelihood). Returns :class:`vae_core.evaluate.MeanEstimate` (values (N,)).
     """
     k = check_positive_int(k, "k")

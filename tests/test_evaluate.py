@@ -456,3 +456,35 @@ def test_grid_posterior_equals_a_dense_torch_distributions_oracle_for_any_chunk_
         assert torch.allclose(got.elbo, elbo_x, atol=1e-9)
         assert torch.allclose(got.kl_q_p, log_px - elbo_x, atol=1e-9)
         assert torch.allclose(got.kl_p_q, kl_p_q, atol=1e-9)
+
+
+def test_iwae_estimates_use_the_first_k_of_one_set_of_samples():
+    # oracle: the same noise drawn by hand, scored with torch.distributions, prefix by prefix
+    torch.manual_seed(4)
+    model = VAE(X_DIM, 16, 2)
+    x, ks, seed = binary_data(7), [1, 3, 40, 200], 5
+    got = evaluate.iwae_estimates(model, x, ks=ks, batch_size=len(x), seed=seed)
+    assert sorted(got) == ks
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        eps = torch.randn((200, *mu.shape), generator=torch.Generator().manual_seed(seed))
+        std = (0.5 * logvar).exp()
+        z = mu + std * eps                                              # (200, 7, 2)
+        log_w = (torch.distributions.Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1)
+                 + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, std).log_prob(z).sum(-1))
+    for k in ks:
+        expected = torch.logsumexp(log_w[:k], 0) - math.log(k)
+        assert torch.allclose(got[k].values, expected, atol=1e-4), k
+        assert got[k].mean == pytest.approx(expected.double().mean().item(), abs=1e-4)
+        if k > 1:  # the delta-method variance from the normalised weights of the first k samples
+            w = torch.softmax(log_w[:k].double(), 0)
+            mc_var = (k * w.pow(2).sum(0) - 1) / (k - 1)
+            assert torch.allclose(got[k].mc_var, mc_var, rtol=1e-3, atol=1e-9), k
+    assert torch.isnan(got[1].mc_var).all()
+    # the largest k alone is iwae_estimate with the same seed (same draws, same weights)
+    alone = evaluate.iwae_estimate(model, x, k=200, batch_size=len(x), seed=seed)
+    assert torch.equal(alone.values, got[200].values)
+    with pytest.raises(ValueError, match="k"):
+        evaluate.iwae_estimates(model, x, ks=[10, 0])
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate.iwae_estimates(model, x, ks=[])

@@ -34,7 +34,7 @@ import torch
 SCHEMA = 1
 """Version of the envelope layout; bump it when a field changes meaning."""
 ROOT = Path(__file__).resolve().parent.parent
-
+"""The repository root (benchmarks/ lives directly under it)."""
 GLIBC_MALLOC_TUNABLES = "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=1073741824"
 """The ``GLIBC_TUNABLES`` value the Makefile exports (tests/test_benchmarks.py checks they agree):
 glibc's malloc keeps freed blocks of up to 1 GiB in the process instead of returning them to the
@@ -42,7 +42,6 @@ kernel. By default blocks above its mmap threshold (at most 32 MiB) are unmapped
 top of the heap is trimmed; a loop that allocates the same large temporaries at every step (IWAE's
 decoder chunks, the quadrature grid's blocks) then page-faults them in again each time (the IWAE
 benchmark measures both settings)."""
-"""The repository root (benchmarks/ lives directly under it)."""
 RESULTS = Path(__file__).resolve().parent / "results"
 """Where ``python -m benchmarks`` writes (and the book page reads) the committed results."""
 ENVELOPE_KEYS = ("benchmark", "schema", "date", "quick", "machine", "versions", "settings", "results",

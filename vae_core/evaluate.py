@@ -145,7 +145,7 @@ def iwae_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000,
     measures both; ``make`` sets ``GLIBC_TUNABLES`` so freed memory stays in the process). On a GPU,
     larger chunks (hundreds) keep it busy. Deterministic given ``seed``. Returns (N,) in nats.
 
-    Used by: chapter 6 (k = 1 … 5000), benchmarks (evaluation speed and memory).
+    Used by: chapter 6 (the 2-D model, k = 1 … 1000), benchmarks (evaluation speed and memory).
     """
     sums, _ = _iwae_log_weight_sums(model, _prepare(model, x), [k], batch_size, chunk_size, seed)[k]
     return sums - math.log(k)
@@ -204,7 +204,7 @@ def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch
     log p(x). The mean's Monte-Carlo standard error is √(Σ mc_var)/N; the between-example one
     std/√N (see :class:`MeanEstimate`).
 
-    Used by: chapter 6 (k = 5000 on the 1,000 test digits).
+    Used by: chapter 6 (an independent run at k = 100, to check the Monte-Carlo error bar).
     """
     sums = _iwae_log_weight_sums(model, _prepare(model, x), [k], batch_size, chunk_size, seed)
     return _with_errors(*sums[k], k)

@@ -169,11 +169,9 @@ def _iwae(r: dict[str, Any]) -> list[str]:
              "| extra memory (MB) | in (chunk × batch × 784) float32 tensors | mean log p(x) (nats) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run in res["runs"]:
-        malloc = run.get("malloc", "default")
-        faults = run.get("minor_page_faults")
-        lines.append(f"| {malloc} | {run['chunk_size']:,} | {_num(run['seconds'])} "
-                     f"| {_num(run.get('system_seconds'))} "
-                     f"| {'–' if faults is None else f'{faults:,}'} | {_num(run['images_per_s'])} "
+        lines.append(f"| {run['malloc']} | {run['chunk_size']:,} | {_num(run['seconds'])} "
+                     f"| {_num(run['system_seconds'])} | {run['minor_page_faults']:,} "
+                     f"| {_num(run['images_per_s'])} "
                      f"| {_num(run['extra_mb'])} | {run['extra_in_chunk_tensors']:.2f} "
                      f"| {run['mean_log_likelihood']:.2f} |")
     diff = res["max_abs_difference_between_chunk_sizes"]

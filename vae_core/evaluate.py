@@ -286,7 +286,8 @@ def kl_per_dim(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 1000)
 
 
 def _grid_log_joint(model: nn.Module, x: Tensor | np.ndarray, limit: float, n: int, chunk_size: int):
-    """Checks the arguments; returns (x float64, h, d, an iterator of (z (G, d), log p(x, z) (N, G)))."""
+    """Checks the arguments; returns (x float64, h, the axis (n,), d, an iterator of (the cells' grid
+    indices g (G,), z (G, d), log p(x, z) (N, G))). The grid is cartesian_prod(axis, axis) in 2-D."""
     check_positive_int(n, "n")
     check_positive_int(chunk_size, "chunk_size")
     limit = float(limit)
@@ -306,6 +307,7 @@ def _grid_log_joint(model: nn.Module, x: Tensor | np.ndarray, limit: float, n: i
     def chunks():
         for start in range(0, len(grid), chunk_size):
             z = grid[start:start + chunk_size]
+            g = torch.arange(start, start + len(z), device=x.device)
             out = model.decode(z.to(dtype)).double()  # (G, x_dim): logits or means
             if likelihood == "bernoulli":
                 log_lik = x @ out.T - torch.nn.functional.softplus(out).sum(-1)  # (N, G)
@@ -314,9 +316,9 @@ def _grid_log_joint(model: nn.Module, x: Tensor | np.ndarray, limit: float, n: i
                 sq = x_sq[:, None] - 2 * x @ out.T + (out * out).sum(-1)
                 log_lik = -0.5 * (sq / log_s2.exp() + x.shape[1] * (math.log(2 * math.pi) + log_s2))
             log_prior = -0.5 * (z * z).sum(-1) - 0.5 * z_dim * math.log(2 * math.pi)
-            yield z, log_lik + log_prior
+            yield g, z, log_lik + log_prior
 
-    return x, h, z_dim, chunks()
+    return x, h, axis, z_dim, chunks()
 
 
 @torch.no_grad()
@@ -339,9 +341,9 @@ def grid_log_likelihood(model: nn.Module, x: Tensor | np.ndarray, limit: float =
     Used by: chapter 6 (the exact gap of the ELBO and IWAE on the 2-D model), appendix
     "misconceptions" (log p(x|z = μ) is not a bound).
     """
-    x, h, z_dim, chunks = _grid_log_joint(model, x, limit, n, chunk_size)
+    x, h, _, z_dim, chunks = _grid_log_joint(model, x, limit, n, chunk_size)
     total = torch.full((len(x),), -math.inf, dtype=torch.float64, device=x.device)
-    for _, log_joint in chunks:
+    for _, _, log_joint in chunks:
         total = torch.logaddexp(total, torch.logsumexp(log_joint, dim=-1))
     return total + z_dim * math.log(h)
 
@@ -407,19 +409,14 @@ def grid_posterior(model: nn.Module, x: Tensor | np.ndarray, limit: float = 5.0,
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         mu, logvar = (t.double() for t in model.encode(xb))
-        xb, h, z_dim, chunks = _grid_log_joint(model, xb, limit, n, chunk_size)
+        xb, h, axis, z_dim, chunks = _grid_log_joint(model, xb, limit, n, chunk_size)
         under_p = _WeightedMean(len(xb), xb.device)  # weights p(x, z_g): the posterior
         under_q = _WeightedMean(len(xb), xb.device)  # weights q(z_g|x)
         # q is diagonal and the grid a product of n-point axes: log q(z_g|x) is a sum over the d
         # coordinates of per-axis terms, each computed once on the axis (N, n) and gathered per cell
-        axis = torch.linspace(-float(limit) + h / 2, float(limit) - h / 2, n, dtype=torch.float64,
-                              device=xb.device)
         per_axis = [gaussian_log_prob(axis[:, None, None], mu[:, j:j + 1], logvar[:, j:j + 1]).T
                     for j in range(z_dim)]  # d tables (N, n)
-        start = 0
-        for z, log_joint in chunks:
-            g = torch.arange(start, start + len(z), device=xb.device)
-            start += len(z)
+        for g, _, log_joint in chunks:
             cols = (g,) if z_dim == 1 else (g // n, g % n)  # cartesian_prod order: last axis fastest
             log_q = sum(t[:, c] for t, c in zip(per_axis, cols, strict=True))  # (N, G)
             under_p.add(log_joint, log_joint - log_q)

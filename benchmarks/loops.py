@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vae_core.distributions import bernoulli_log_prob
 from vae_core.models import VAE
 
 # --------------------------------------------------------------------------------------------------
@@ -176,8 +177,9 @@ def floor_batches(x: Tensor, batch_size: int, seed: int = 0) -> list[Tensor]:
 def train_floor(model: VAE, batches: list[Tensor], epochs: int) -> None:
     """C: forward + backward + Adam step of ``model``'s layers on each batch, nothing else.
 
-    The loss is fit's (mean over the batch of summed BCE-with-logits + analytic KL), written out with
-    the model's layers so that no input check, bookkeeping or host sync runs. Each epoch replays the
+    The loss is fit's (mean over the batch of −log Bernoulli(x; σ(logits)) summed over pixels, by the
+    same :func:`vae_core.distributions.bernoulli_log_prob` that fit uses, + analytic KL), written out
+    with the model's layers so that no input check, bookkeeping or host sync runs. Each epoch replays the
     same batches (the order of pre-shuffled data does not change the cost). Adam is the fused
     implementation, the fastest torch has (``fit`` uses it too)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
@@ -188,7 +190,7 @@ def train_floor(model: VAE, batches: list[Tensor], epochs: int) -> None:
             mu, logvar = model.to_mu(h), model.to_logvar(h)
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
             logits = model.to_x(torch.relu(model.decoder_hidden(z)))
-            rec = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum")
+            rec = -bernoulli_log_prob(xb, logits).sum()
             kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
             loss = (rec + kl) / len(xb)
             optimizer.zero_grad(set_to_none=True)

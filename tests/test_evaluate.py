@@ -115,41 +115,6 @@ def test_iwae_matches_objectives_iwae_bound_with_the_same_noise():
     assert torch.allclose(ours, theirs, atol=1e-4)
 
 
-@pytest.mark.parametrize("d", [784, 6, 17])
-def test_the_fast_bernoulli_log_likelihood_equals_torch_bernoulli(d):
-    """IWAE's grouped-log Bernoulli log-likelihood against torch.distributions.Bernoulli (float64
-    reference), on binary and grey x, logits from 0 to ±60, pixel counts that are and are not
-    multiples of the group size."""
-    from torch.distributions import Bernoulli, Independent
-
-    g = torch.Generator().manual_seed(d)
-    logits = torch.randn(7, 5, d, generator=g) * torch.tensor([0.1, 1.0, 5.0, 20.0, 60.0])[:, None, None][
-        torch.arange(7) % 5]
-    logits[0, 0, : d // 2] = 0.0
-    for x in ((torch.rand(5, d, generator=g) < 0.3).float(), torch.rand(5, d, generator=g)):
-        fast = evaluate._bernoulli_log_lik(x, logits).double()
-        exact = -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits.double(), x.double().expand_as(logits), reduction="none").sum(-1)
-        if bool(((x == 0) | (x == 1)).all()):
-            dist = Independent(Bernoulli(logits=logits.double()), 1)
-            torch.testing.assert_close(exact, dist.log_prob(x.double().expand_as(logits)))
-        # float32 rounding of sums of up to 784 terms of size up to 60: relative 1e-6 of their size
-        scale = logits.abs().sum(-1).double() + d
-        assert ((fast - exact).abs() <= 2e-6 * scale + 1e-5).all(), (fast - exact).abs().max()
-
-
-def test_iwae_of_the_book_vae_equals_the_generic_path():
-    """The fast path (VAE, Bernoulli) gives the IWAE of model.log_likelihood with the same noise."""
-    torch.manual_seed(0)
-    model = VAE(x_dim=40, h_dim=16, z_dim=3)
-    x = (torch.rand(30, 40) < 0.4).float()
-    fast = evaluate.iwae_log_likelihood(model, x, k=200, batch_size=len(x), chunk_size=64, seed=2)
-    assert evaluate._fast_bernoulli(model)
-    theirs = iwae_bound(model, x, k=200, chunk_size=200, generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(fast, theirs, atol=2e-4, rtol=0)
-    assert not evaluate._fast_bernoulli(VAE(x_dim=40, h_dim=16, z_dim=3, likelihood="gaussian"))
-
-
 def test_iwae_is_chunk_size_independent_and_seeded():
     torch.manual_seed(0)
     model = VAE(20, 16, 3)

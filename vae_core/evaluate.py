@@ -18,7 +18,7 @@ most informative dimensions), benchmarks (IWAE k = 5000 time and memory).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -70,60 +70,62 @@ def test_elbo(model: nn.Module, x: Tensor | np.ndarray, n_samples: int = 1, batc
 test_elbo.__test__ = False  # type: ignore[attr-defined]  # a library function, not a pytest test
 
 
-_SOFTPLUS_GROUP = 16
-"""Pixels whose factors 1 + e^{-|l|} ∈ (1, 2] are multiplied before one log (product ≤ 2^16)."""
+LogWeigher = Callable[[Tensor], Callable[[Tensor], Tensor]]
+"""Given a batch of examples xb (batch, x_dim): a function from noise ε (chunk, batch, z_dim) to the
+importance log-weights log w = log p(xb, z) − log q(z|xb) of the codes z that ε makes, (chunk, batch)."""
 
 
-def _bernoulli_log_lik(x: Tensor, logits: Tensor) -> Tensor:
-    """log Bernoulli(x; σ(l)) summed over pixels, for many codes at once: x (B, D), logits (S, B, D)
-    -> (S, B), nats. The same value as :func:`vae_core.distributions.bernoulli_log_prob`, computed as
-    x·l − Σ softplus(l) with softplus(l) = max(l, 0) + log(1 + e^{−|l|}) and the logs of groups of
-    :data:`_SOFTPLUS_GROUP` pixels taken once on their product: the element-wise log is what costs
-    most on a CPU, and this needs it on 1/16 of the pixels (about 3× less time than
-    ``binary_cross_entropy_with_logits``; same result within float32 rounding, tested)."""
-    d = logits.shape[-1]
-    pad = -d % _SOFTPLUS_GROUP
-    factors = torch.exp(-logits.abs()).add_(1.0)
-    if pad:
-        factors = torch.nn.functional.pad(factors, (0, pad), value=1.0)
-    log_terms = factors.unflatten(-1, (-1, _SOFTPLUS_GROUP)).prod(-1).log_().sum(-1)
-    return (logits * x).sum(-1) - logits.clamp_min(0).sum(-1) - log_terms
+def _vae_log_weigher(model: nn.Module) -> LogWeigher:
+    """The log-weights of a Gaussian-encoder VAE with a standard normal prior: each batch is encoded
+    once, z = μ + σ·ε."""
+    def for_batch(xb: Tensor) -> Callable[[Tensor], Tensor]:
+        mu, logvar = model.encode(xb)
+        std = torch.exp(0.5 * logvar)
+
+        def log_w(eps: Tensor) -> Tensor:
+            z = mu + std * eps  # (chunk, batch, z_dim)
+            return model.log_likelihood(xb, z) + gaussian_log_prob(z) - gaussian_log_prob(z, mu, logvar)
+
+        return log_w
+
+    return for_batch
 
 
-def _fast_bernoulli(model: nn.Module) -> bool:
-    """Whether ``model.log_likelihood(x, z)`` is exactly Bernoulli(x; σ(model.decode(z))) (the book's
-    VAE with likelihood "bernoulli"), so :func:`_bernoulli_log_lik` may compute it."""
-    from .models import VAE
+def iwae_log_weight_sums(x: Tensor, ks: Sequence[int], weigher: LogWeigher, z_dim: int,
+                         dtype: torch.dtype, batch_size: int, chunk_size: int, seed: int
+                         ) -> dict[int, tuple[Tensor, Tensor]]:
+    """The IWAE loop shared by every model: for each k in ``ks``, logsumexp_i log w_i and
+    logsumexp_i 2 log w_i over the first k of the max(ks) weights of each example, (N,) and (N,).
 
-    return type(model) is VAE and model.likelihood == "bernoulli"
-
-
-def _iwae_log_weight_sums(model: nn.Module, x: Tensor, ks: Sequence[int], batch_size: int,
-                          chunk_size: int, seed: int) -> dict[int, tuple[Tensor, Tensor]]:
-    """For each k in ``ks``: logsumexp_i log w_i and logsumexp_i 2 log w_i over the first k of the
-    max(ks) weights of each example, (N,) and (N,). One set of samples serves every k (nested)."""
+    x (N, x_dim) goes through in batches of ``batch_size``; each batch draws its max(ks) noise vectors
+    ε (max(ks), batch, z_dim) at once from one generator seeded with ``seed`` (so the noise does not
+    depend on ``chunk_size``) and ``weigher`` turns them into log-weights ``chunk_size`` samples at a
+    time. One set of samples serves every k (nested). Used by :func:`iwae_estimates` and
+    :func:`vae_core.gap.iwae_estimate` (any posterior and prior)."""
     for k in ks:
         check_positive_int(k, "k")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(chunk_size, "chunk_size")
     k_max = max(ks)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    fast = _fast_bernoulli(model)
     sums: dict[int, tuple[list[Tensor], list[Tensor]]] = {k: ([], []) for k in ks}
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
-        mu, logvar = model.encode(xb)
-        eps = torch.randn((k_max, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        log_w = torch.empty(k_max, len(xb), device=mu.device, dtype=mu.dtype)
-        std = torch.exp(0.5 * logvar)
-        for j in range(0, k_max, chunk_size):
-            z = mu + std * eps[j:j + chunk_size]  # (chunk, batch, z_dim)
-            log_lik = _bernoulli_log_lik(xb, model.decode(z)) if fast else model.log_likelihood(xb, z)
-            log_w[j:j + chunk_size] = log_lik + gaussian_log_prob(z) - gaussian_log_prob(z, mu, logvar)
+        log_w_of = weigher(xb)
+        eps = torch.randn((k_max, len(xb), z_dim), generator=generator, device=x.device, dtype=dtype)
+        log_w = torch.cat([log_w_of(eps[j:j + chunk_size]) for j in range(0, k_max, chunk_size)])
         for k, (s, s_sq) in sums.items():
             s.append(torch.logsumexp(log_w[:k], dim=0))
             s_sq.append(torch.logsumexp(2 * log_w[:k].double(), dim=0))
     return {k: (torch.cat(s), torch.cat(s_sq)) for k, (s, s_sq) in sums.items()}
+
+
+def _iwae_log_weight_sums(model: nn.Module, x: Tensor, ks: Sequence[int], batch_size: int,
+                          chunk_size: int, seed: int) -> dict[int, tuple[Tensor, Tensor]]:
+    """:func:`iwae_log_weight_sums` for the book's VAE (``model.encode``, standard normal prior)."""
+    dtype = next(model.parameters()).dtype
+    return iwae_log_weight_sums(x, ks, _vae_log_weigher(model), model.z_dim, dtype, batch_size,
+                                chunk_size, seed)
 
 
 @torch.no_grad()
@@ -207,10 +209,10 @@ def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch
     Used by: chapter 6 (an independent run at k = 100, to check the Monte-Carlo error bar).
     """
     sums = _iwae_log_weight_sums(model, _prepare(model, x), [k], batch_size, chunk_size, seed)
-    return _with_errors(*sums[k], k)
+    return iwae_with_errors(*sums[k], k)
 
 
-def _with_errors(sums: Tensor, sums_sq: Tensor, k: int) -> MeanEstimate:
+def iwae_with_errors(sums: Tensor, sums_sq: Tensor, k: int) -> MeanEstimate:
     """:class:`MeanEstimate` of log (1/k) Σ w from the per-example logsumexp of log w and 2 log w."""
     values = sums - math.log(k)
     if k == 1:
@@ -240,7 +242,7 @@ def iwae_estimates(model: nn.Module, x: Tensor | np.ndarray, ks: Sequence[int], 
     if not ks:
         raise ValueError("ks must name at least one number of samples")
     sums = _iwae_log_weight_sums(model, _prepare(model, x), ks, batch_size, chunk_size, seed)
-    return {k: _with_errors(*sums[k], k) for k in ks}
+    return {k: iwae_with_errors(*sums[k], k) for k in ks}
 
 
 @torch.no_grad()

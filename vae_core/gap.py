@@ -11,6 +11,7 @@ exact gap, learned priors.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from .bounds import log_prior, log_q, log_weights_from_noise
 from .checks import check_positive_int
-from .evaluate import MeanEstimate, mean_with_errors
+from .evaluate import MeanEstimate, iwae_log_weight_sums, iwae_with_errors
 from .train import prepare_data
 
 
@@ -40,25 +41,14 @@ def iwae_estimate(model: nn.Module, x: Tensor | np.ndarray, k: int = 5000, batch
     [0, 1] (binary for a likelihood). Returns :class:`vae_core.evaluate.MeanEstimate` (values (N,)).
     """
     k = check_positive_int(k, "k")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(chunk_size, "chunk_size")
     x = prepare_data(x, getattr(model, "x_dim", None), device=_device(model))
-    dtype = next(model.parameters()).dtype
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    sums, sums_sq = [], []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        eps = torch.randn((k, len(xb), model.z_dim), generator=generator, device=x.device, dtype=dtype)
-        lw = torch.cat([log_weights_from_noise(model, xb, eps[j:j + chunk_size])
-                        for j in range(0, k, chunk_size)])
-        sums.append(torch.logsumexp(lw, 0))
-        sums_sq.append(torch.logsumexp(2 * lw.double(), 0))
-    s, s2 = torch.cat(sums), torch.cat(sums_sq)
-    if k == 1:
-        mc_var = torch.full_like(s, math.nan, dtype=torch.float64)
-    else:
-        mc_var = ((k * torch.exp(s2 - 2 * s.double()) - 1) / (k - 1)).clamp_min(0.0)
-    return mean_with_errors(s - math.log(k), mc_var)
+
+    def weigher(xb: Tensor) -> Callable[[Tensor], Tensor]:
+        return lambda eps: log_weights_from_noise(model, xb, eps)
+
+    sums = iwae_log_weight_sums(x, [k], weigher, model.z_dim, next(model.parameters()).dtype,
+                                batch_size, chunk_size, seed)
+    return iwae_with_errors(*sums[k], k)
 
 
 class ExactGap(NamedTuple):

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .checks import check_positive_int
 from .distributions import gaussian_log_prob
-from .models import VAE
+from .extended import ExtendedVAE
 
 S_MAX = 3.0
 """Bound on the log-scale of one coupling layer: |s| ≤ S_MAX (a factor of at most e³ ≈ 20)."""
@@ -128,7 +128,7 @@ class CouplingFlow(nn.Module):
         return z, log_det
 
 
-class FlowVAE(nn.Module):
+class FlowVAE(ExtendedVAE):
     """The MLP VAE of :class:`vae_core.models.VAE` with a flow on top of its Gaussian encoder.
 
     q(z|x): z0 ~ N(μ(x), diag σ²(x)), z = f_x(z0) with f_x a :class:`CouplingFlow` whose context is
@@ -145,10 +145,8 @@ class FlowVAE(nn.Module):
 
     def __init__(self, x_dim: int = 784, h_dim: int = 256, z_dim: int = 2, flow_hidden: int = 64,
                  flow_layers: int = 4) -> None:
-        super().__init__()
-        self.vae = VAE(x_dim, h_dim, z_dim)
+        super().__init__(x_dim, h_dim, z_dim)
         self.flow = CouplingFlow(z_dim, h_dim, flow_hidden, flow_layers)
-        self.x_dim, self.h_dim, self.z_dim, self.likelihood = x_dim, h_dim, z_dim, "bernoulli"
         self.flow_hidden, self.flow_layers = flow_hidden, flow_layers
 
     def config(self) -> dict[str, Any]:
@@ -164,18 +162,6 @@ class FlowVAE(nn.Module):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The base Gaussian N(μ, σ²) of q before the flow: x (batch, x_dim) -> (mu, logvar)."""
         return self.vae.encode(x)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z (..., z_dim) -> logits (..., x_dim)."""
-        return self.vae.decode(z)
-
-    def mean_image(self, z: Tensor) -> Tensor:
-        """E[x|z] in [0, 1], (..., x_dim)."""
-        return self.vae.mean_image(z)
-
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) summed over pixels, nats: x (batch, x_dim), z (..., batch, z_dim) -> (..., batch)."""
-        return self.vae.log_likelihood(x, z)
 
     def posterior_from_noise(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """z = f_x(μ + σ ε) and log q(z|x): eps (k, batch, z_dim) standard normal -> ((k, batch, z_dim),

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .checks import check_positive_int
 from .distributions import gaussian_log_prob
-from .models import VAE
+from .extended import ExtendedVAE
 
 PRIORS = ("standard", "mog", "vamp")
 
@@ -125,7 +125,7 @@ def _sample_mixture(n: int, log_w: Tensor, means: Tensor, logvars: Tensor,
     return means[k] + torch.exp(0.5 * logvars[k]) * eps
 
 
-class PriorVAE(nn.Module):
+class PriorVAE(ExtendedVAE):
     """The MLP VAE of :class:`vae_core.models.VAE` with a learned prior p(z) instead of N(0, I).
 
     Same encoder q(z|x) = N(μ(x), diag σ²(x)) and Bernoulli decoder; ``log_prior(z)`` is the learned
@@ -143,11 +143,9 @@ class PriorVAE(nn.Module):
 
     def __init__(self, x_dim: int = 784, h_dim: int = 256, z_dim: int = 2, prior: str = "vamp",
                  n_components: int = 50) -> None:
-        super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        self.vae = VAE(x_dim, h_dim, z_dim)
-        self.x_dim, self.h_dim, self.z_dim, self.likelihood = x_dim, h_dim, z_dim, "bernoulli"
+        super().__init__(x_dim, h_dim, z_dim)
         self.prior_kind, self.n_components = prior, n_components
         if prior == "mog":
             self.prior = MixturePrior(z_dim, n_components)
@@ -158,22 +156,6 @@ class PriorVAE(nn.Module):
         """The constructor arguments (used by checkpoints)."""
         return {"x_dim": self.x_dim, "h_dim": self.h_dim, "z_dim": self.z_dim,
                 "prior": self.prior_kind, "n_components": self.n_components}
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (batch, x_dim) in [0, 1] -> (mu, logvar) of q(z|x), each (batch, z_dim)."""
-        return self.vae.encode(x)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z (..., z_dim) -> logits (..., x_dim)."""
-        return self.vae.decode(z)
-
-    def mean_image(self, z: Tensor) -> Tensor:
-        """E[x|z] in [0, 1], (..., x_dim)."""
-        return self.vae.mean_image(z)
-
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) summed over pixels, nats: (..., batch)."""
-        return self.vae.log_likelihood(x, z)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log p(z) of the learned prior, nats: z (..., z_dim) -> (...)."""

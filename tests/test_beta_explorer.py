@@ -6,8 +6,8 @@ decoded independently from base64; the sweep is sorted by β; bad input is refus
 Browser tests (``-m browser``): (1) a page holding only the explorer of tiny models, served on
 127.0.0.1: the canvases show exactly the stored grey levels for every β, chosen with the arrow keys; the
 red marker sits on the chosen (R, D) point; no external request, no console error; redraw time. (2) The
-BUILT chapter 6 page (``make book`` first): its explorer's images are those of the sweep's models —
-obtained here with the call chapter 6 makes (``train.pretrained``, so from the model cache) — within
+BUILT chapter 7 page (``make book`` first): its explorer's images are those of the sweep's models —
+obtained here with the call chapter 7 makes (``train.pretrained``, so from the model cache) — within
 1/255, and its rates and distortions are ``evaluate.test_elbo``'s; the page is at most 2 MB.
 """
 
@@ -180,12 +180,12 @@ def test_explorer_in_chromium(tmp_path: Path, record_property) -> None:
     assert median < REDRAW_LIMIT_MS
 
 
-# ---------------------------------------------------------------- the built chapter 6 page
-PAGE = "notebooks/06_evaluation.html"
+# ---------------------------------------------------------------- the built chapter 7 page
+PAGE = "notebooks/07_collapse_and_beta.html"
 
 
 @pytest.mark.browser
-def test_chapter_6_page(record_property) -> None:
+def test_chapter_7_page(record_property) -> None:
     from browser_support import HTML_DIR, PageWatch, browser, built_figure, serve
 
     from vae_core import data, evaluate, train
@@ -196,7 +196,7 @@ def test_chapter_6_page(record_property) -> None:
     assert size <= MAX_PAGE_BYTES
     payloads = [json.loads(p) for p in _PAYLOAD.findall(text)]
     (payload,) = [p for p in payloads if p.get("format") == be.FORMAT]
-    # the sweep's models, as chapter 6 trains them (cached), and their test ELBO terms
+    # the sweep's models, as chapter 7 trains them (cached), and their test ELBO terms
     train_set = data.load("mnist-5k", "train")
     x_test, y_test = data.binary_test_set()
     models = {}
@@ -222,6 +222,6 @@ def test_chapter_6_page(record_property) -> None:
         watch.assert_clean()
         page.close()
     median = statistics.median(times)
-    record_property("beta_explorer_ch6_redraw_ms_median", median)
-    print(f"chapter 6 beta explorer redraw: median {median:.2f} ms, max {max(times):.2f} ms")
+    record_property("beta_explorer_ch7_redraw_ms_median", median)
+    print(f"chapter 7 beta explorer redraw: median {median:.2f} ms, max {max(times):.2f} ms")
     assert median < REDRAW_LIMIT_MS

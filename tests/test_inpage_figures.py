@@ -2,7 +2,7 @@
 without JavaScript — and how fast it redraws (``make book`` first; ``-m browser``).
 
 The figures: chapter 1's KL widget, chapter 3's estimator explorer, chapter 5's two slider explorers and
-its latent map with the drawing pad, chapter 6's β explorer. For each page that holds them:
+its latent map with the drawing pad, chapter 7's β explorer. For each page that holds them:
 
 - **offline, saved to disk**: the built book opened from ``file://`` (no server at all): every figure
   starts, no request leaves the disk (only file:, data:, blob:, about:), no console error; and the page
@@ -49,7 +49,7 @@ PAGES = {
     "notebooks/01_kl_divergence.html": [("klw", 1)],
     "notebooks/03_gradient_estimators.html": [("vae-estimator-explorer", 1)],
     "notebooks/05_latent_space.html": [("vae-explorer", 2), ("vae-latent-map", 1)],
-    "notebooks/06_evaluation.html": [("vae-beta-explorer", 1)],
+    "notebooks/07_collapse_and_beta.html": [("vae-beta-explorer", 1)],
 }
 # chapter 1's widget stores no <noscript>: its message where JavaScript is off comes from book.css
 # (``.klw:not([data-ready])::after``), since its HTML is a stored output of chapter 1
@@ -260,7 +260,7 @@ def _interactions(page, cls: str, element_id: str) -> dict[str, list[float]]:
         assert page.evaluate("(id) => document.getElementById(id).vaeMap.posterior() !== null", element_id)
         out["drawing pad (ch. 5): load a digit, Tab + Enter"] = times
     elif cls == "vae-beta-explorer":
-        arrows("input[type=range]", "beta explorer (ch. 6): slider")
+        arrows("input[type=range]", "beta explorer (ch. 7): slider")
     else:
         raise AssertionError(cls)
     return out

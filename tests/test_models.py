@@ -517,7 +517,7 @@ def noisy_prototypes(n: int, seed: int, flip: float = 0.2) -> tuple[Tensor, Tens
 
 @pytest.mark.parametrize("label_seed", [1, 5])
 def test_m2_with_four_labels_beats_chance_and_the_labels_alone(label_seed: int, one_thread) -> None:
-    """Chapter 7's claim in miniature: 4 labels + 256 unlabelled noisy patterns. M2 (200 Adam
+    """Chapter 8's claim in miniature: 4 labels + 256 unlabelled noisy patterns. M2 (200 Adam
     steps) must be well above chance (0.5) and above the same classifier trained on the 4 labels."""
     x_unlab, _ = noisy_prototypes(256, seed=0)
     x_lab, y_lab = noisy_prototypes(4, seed=label_seed)

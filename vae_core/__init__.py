@@ -27,7 +27,7 @@ One concept per module:
 - :mod:`vae_core.kl_widget`       chapter 1's two-Gaussians KL widget for the static page (plain JavaScript)
 - :mod:`vae_core.page_js`         the JavaScript every in-page figure shares (container, base64, ids)
 - :mod:`vae_core.estimator_explorer` chapter 3's estimator explorer for the static page, exact variances
-- :mod:`vae_core.beta_explorer`   chapter 6's β explorer: the rate–distortion sweep in the static page
+- :mod:`vae_core.beta_explorer`   chapter 7's β explorer: the rate–distortion sweep in the static page
 - :mod:`vae_core.discrete`        categorical latents: Gumbel-max, Concrete, score function, exact enumeration
 - :mod:`vae_core.vq`              VQ-VAE: nearest-code quantiser, codebook usage, a prior over codes
 

@@ -5,7 +5,7 @@ codes of the data set can sit anywhere. Two summaries: the mean and covariance o
 (:func:`aggregate_moments`) and the KL from the Gaussian with those moments to the prior
 (:func:`gaussian_fit_kl`) — zero exactly when the first two moments are the prior's.
 
-Used by: chapter 8 (``notebooks/09_convolutional.ipynb``): the small-β autoencoder of latent diffusion:
+Used by: chapter 9 (``notebooks/09_convolutional.ipynb``): the small-β autoencoder of latent diffusion:
 codes far from N(0, I).
 """
 
@@ -22,7 +22,7 @@ def aggregate_moments(mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
     covariance is Cov_n(mu_n) (population, ddof 0) + diag(mean_n exp(logvar_n)).
     Computed in float64.
 
-    Used by: chapter 8 (codes of the β = 1 and the small-β convolutional VAEs).
+    Used by: chapter 9 (codes of the β = 1 and the small-β convolutional VAEs).
     """
     if mu.shape != logvar.shape or mu.dim() != 2 or len(mu) < 1:
         raise ValueError(f"mu and logvar must both be (N, D) with N >= 1, got {tuple(mu.shape)} "
@@ -42,7 +42,7 @@ def gaussian_fit_kl(mean: Tensor, cov: Tensor) -> Tensor:
     mean: (D,); cov: (D, D) symmetric positive definite (e.g. from :func:`aggregate_moments`).
     Returns a 0-d float64 tensor. Raises ValueError when cov is not positive definite.
 
-    Used by: chapter 8 (how far the aggregate posterior is from the prior, per dimension).
+    Used by: chapter 9 (how far the aggregate posterior is from the prior, per dimension).
     """
     mean, cov = torch.as_tensor(mean).double(), torch.as_tensor(cov).double()
     if mean.dim() != 1 or cov.shape != (len(mean), len(mean)):

@@ -1,4 +1,4 @@
-"""Chapter 6's β explorer: pick β among the trained models of the rate–distortion sweep and watch the
+"""Chapter 7's β explorer: pick β among the trained models of the rate–distortion sweep and watch the
 reconstructions, the prior samples and the point on the rate–distortion curve change together.
 
 The models live in Python; the page shows what they produce, **precomputed**: for every β the mean
@@ -13,7 +13,7 @@ D + βR = const through it (slope −β: the β-VAE objective is constant along 
 is where such a line last touches the curve), the three image strips and the numbers. Plain
 JavaScript, nothing loaded from anywhere; a range slider (arrow keys) chooses β.
 
-Used by: chapter 6 (``HTML(beta_explorer_html(models, rd, digits, z))``).
+Used by: chapter 7 (``HTML(beta_explorer_html(models, rd, digits, z))``).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def load_images(payload: dict, key: str, index: int | None = None) -> np.ndarray
     """The images of a :func:`beta_sweep_payload` as (k, x_dim) floats round(255 v)/255: ``key`` is
     "digits", or "recon" / "samples" with the β ``index`` (position in ``payload["betas"]``).
 
-    Used by: tests, chapter 6 (hidden checks).
+    Used by: tests, chapter 7 (hidden checks).
     """
     s = payload[key] if key == "digits" else payload[key][index]
     k = payload["n_samples"] if key == "samples" else payload["n_digits"]
@@ -232,7 +232,7 @@ def beta_explorer_html(models: Mapping[float, torch.nn.Module] | None = None,
 
     Size: the payload's base64 images plus ≈ 6 kB of script and markup.
 
-    Used by: chapter 6.
+    Used by: chapter 7.
     """
     if payload is None:
         payload = beta_sweep_payload(models, rate_distortion, digits, z)

@@ -11,7 +11,7 @@ With k samples z_i ~ q(z|x), the log-weights are log w_i = log p(x|z_i) + log p(
 and the bound L_k = log (1/k) Σ_i w_i (Burda et al. 2016) is ≤ log p(x) in expectation, equal to the
 ELBO at k = 1 and increasing with k. Everything is in nats per example.
 
-Used by: chapter 9 (``notebooks/10_closing_the_gap.ipynb``): IWAE training, flow posteriors, learned
+Used by: chapter 10 (``notebooks/10_closing_the_gap.ipynb``): IWAE training, flow posteriors, learned
 priors, the comparison table.
 """
 

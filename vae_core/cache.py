@@ -12,7 +12,7 @@ holds another training, is never loaded into the model: it is retrained from the
 initialisation as a clean run, with a warning. A cache that cannot be written (read-only, disk full)
 costs the caching, not the trained model.
 
-Used by: chapters 4-7 (through :mod:`vae_core.zoo` and directly), the benchmarks.
+Used by: chapters 4-8 (through :mod:`vae_core.zoo` and directly), the benchmarks.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def pretrained(config: Mapping[str, Any], train_x: Tensor | np.ndarray,
         (:func:`~vae_core.checkpoints.model_class_named`).
     Returns (model on the fit device, history).
 
-    Used by: chapters 4-7 (sharing the 784-400-20 and 784-256-2 models between notebooks).
+    Used by: chapters 4-8 (sharing the 784-400-20 and 784-256-2 models between notebooks).
     """
     if isinstance(model_class, str):
         cls = model_class_named(model_class)

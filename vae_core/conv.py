@@ -63,7 +63,7 @@ class ConvVAE(nn.Module):
             :func:`vae_core.distributions.discretized_logistic_log_prob`: the decoder outputs a mean
             and a log-scale per pixel; x on the grid k/255).
 
-    Used by: chapter 8 (convolutional VAEs), tests.
+    Used by: chapter 9 (convolutional VAEs), tests.
     """
 
     def __init__(self, side: int = 28, channels: int = 1, z_dim: int | None = None, width: int = 32,
@@ -170,7 +170,7 @@ class MLPLogisticVAE(nn.Module):
 
     Args: x_dim (784 for 28 × 28 grey images), h_dim hidden units, z_dim latent dimensions.
 
-    Used by: chapter 8 (MLP vs convolutional at matched parameters and compute), tests.
+    Used by: chapter 9 (MLP vs convolutional at matched parameters and compute), tests.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 400, z_dim: int = 16) -> None:

@@ -24,7 +24,7 @@ estimator, because z is discrete and has no pathwise derivative. The estimators 
 Conventions as everywhere in vae_core: nats per example, logits ``(batch, n_latents, n_classes)``,
 one-hot samples of the same shape.
 
-Used by: chapter 10 (``notebooks/11_discrete_latents.ipynb``).
+Used by: chapter 11 (``notebooks/11_discrete_latents.ipynb``).
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ class CategoricalVAE(nn.Module):
     moving average with weight :data:`SIGNAL_DECAY`, bias-corrected) and b_ψ a linear map x_dim → 1
     trained to predict the rest, log p(x|z) − c. Unused by the other estimators.
 
-    Used by: chapter 10, tests.
+    Used by: chapter 11, tests.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 200, n_latents: int = 20,

@@ -11,8 +11,9 @@ Inputs ``x`` are images as :func:`vae_core.train.prepare_data` accepts them: uin
 ``vae_core.data.static_binarize``) to evaluate a *likelihood*: on grey levels the Bernoulli
 "log-likelihood" is not one (chapter 6).
 
-Used by: chapter 6 (ELBO vs IWAE, active units, posterior collapse), chapters 4-5 (test ELBO,
-most informative dimensions), benchmarks (IWAE k = 5000 time and memory).
+Used by: chapter 6 (ELBO vs IWAE, active units), chapter 7 (posterior collapse, rate and
+distortion), chapters 4-5 (test ELBO, most informative dimensions), benchmarks (IWAE k = 5000
+time and memory).
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def active_units(model: nn.Module, x: Tensor | np.ndarray, threshold: float = 1e
     variance, divided by N): a unit whose posterior mean does not move with x carries no information.
     x: (N, x_dim) in [0, 1] with N ≥ 2. Returns (number of active units, activity per dim (z_dim,)).
 
-    Used by: chapter 6 (active units, posterior collapse).
+    Used by: chapters 6 (active units) and 7 (posterior collapse).
     """
     check_non_negative(threshold, "threshold")
     check_positive_int(batch_size, "batch_size")
@@ -279,7 +280,7 @@ def kl_per_dim(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 1000)
     Returns (z_dim,); its sum is the mean KL term of the ELBO (analytic). Dimensions with KL ≈ 0 are
     collapsed onto the prior; sorting by KL gives the most informative dimensions (chapter 5).
 
-    Used by: chapters 5 (traversals of the top dimensions) and 6 (KL per dimension, free bits).
+    Used by: chapters 5 (traversals of the top dimensions), 6 and 7 (KL per dimension, free bits).
     """
     check_positive_int(batch_size, "batch_size")
     x = _prepare(model, x)

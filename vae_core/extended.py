@@ -4,7 +4,7 @@
 Both keep the plain VAE's encoder, decoder and Bernoulli likelihood, held as ``self.vae``; this base
 class builds it and hands those calls to it, so each extension only writes the part it replaces.
 
-Used by: :mod:`vae_core.flows`, :mod:`vae_core.priors` (chapter 9).
+Used by: :mod:`vae_core.flows`, :mod:`vae_core.priors` (chapter 10).
 """
 
 from __future__ import annotations

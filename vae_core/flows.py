@@ -4,7 +4,7 @@ Dinh et al. 2017), so that q(z|x) can bend away from an ellipse towards the true
 Why affine coupling rather than planar flows (Rezende & Mohamed 2015) or IAF (Kingma et al. 2016):
 a coupling layer is invertible *in closed form* in both directions at the cost of one pass, so the
 density q(z|x) can be evaluated at any point z — on a whole grid of the latent plane, which the
-exact-gap quadrature of chapter 9 needs — as cheaply as it can be sampled. A planar flow has no
+exact-gap quadrature of chapter 10 needs — as cheaply as it can be sampled. A planar flow has no
 closed-form inverse; an IAF samples in one pass but needs z_dim sequential passes to evaluate the
 density of a given z.
 
@@ -20,7 +20,7 @@ Layers alternate which half passes, so after two layers every coordinate has mov
 Shapes: z (..., batch, z_dim) with the context (batch, context_dim), broadcast over leading sample
 dimensions; log-determinants (..., batch), in nats.
 
-Used by: chapter 9 (``notebooks/10_closing_the_gap.ipynb``): the flow posterior on the 2-D model.
+Used by: chapter 10 (``notebooks/10_closing_the_gap.ipynb``): the flow posterior on the 2-D model.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class CouplingFlow(nn.Module):
     """A stack of ``n_layers`` :class:`AffineCoupling` layers with alternating parity.
 
     forward(z0, c) -> (z_K, Σ log|det|); inverse(z_K, c) -> (z0, Σ log|det| of the inverse).
-    Shapes as :class:`AffineCoupling`. Used by: :class:`FlowVAE`, chapter 9.
+    Shapes as :class:`AffineCoupling`. Used by: :class:`FlowVAE`, chapter 10.
     """
 
     def __init__(self, z_dim: int, context_dim: int = 0, hidden: int = 64, n_layers: int = 4) -> None:
@@ -140,7 +140,7 @@ class FlowVAE(ExtendedVAE):
     ``posterior_from_noise(x, eps) -> (z, log q(z|x))`` and ``log_q(x, z)`` at given points.
 
     Args: x_dim, h_dim, z_dim (≥ 2) as the VAE; flow_hidden, flow_layers of the coupling flow.
-    Used by: chapter 9.
+    Used by: chapter 10.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 256, z_dim: int = 2, flow_hidden: int = 64,

@@ -4,7 +4,7 @@ gap KL(q(z|x) ‖ p(z|x)) by quadrature, and the aggregate posterior's density.
 
 Units: nats per example. Everything runs without gradients, in batches, on the model's device.
 
-Used by: chapter 9 (``notebooks/10_closing_the_gap.ipynb``): the comparison table, the flow posterior's
+Used by: chapter 10 (``notebooks/10_closing_the_gap.ipynb``): the comparison table, the flow posterior's
 exact gap, learned priors.
 """
 

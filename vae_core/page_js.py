@@ -12,13 +12,13 @@ An in-page figure is one self-contained ``<div>`` holding its controls, its canv
     ...the figure's own code...
     })();
 
-The pieces below are the exact text the figures of chapters 4-6 already carry in their stored
+The pieces below are the exact text the figures of chapters 3, 5 and 7 already carry in their stored
 outputs: :func:`floats_js` has two variants, the float16/float32 decoder of the slider explorer
 (``int8=False``) and the one of the latent map that also reads int8 rows with a per-row scale
 (``int8=True``), so re-executing those chapters gives byte-identical pages.
 
 Used by: :mod:`vae_core.explorer`, :mod:`vae_core.latent_map`, :mod:`vae_core.beta_explorer`,
-:mod:`vae_core.estimator_explorer` (chapters 3-6).
+:mod:`vae_core.estimator_explorer` (chapters 3, 5 and 7).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ D·log 255 (:func:`density_to_pmf_nats`, the midpoint rule), or exactly by integ
 over each bin (:func:`discretized_gaussian_log_prob`, end bins reaching to ±∞ so the 256
 probabilities sum to 1, as for :func:`vae_core.distributions.discretized_logistic_log_prob`).
 
-Used by: chapter 8 (``notebooks/09_convolutional.ipynb``): comparing the Bernoulli, Gaussian and
+Used by: chapter 9 (``notebooks/09_convolutional.ipynb``): comparing the Bernoulli, Gaussian and
 discretized-logistic likelihoods.
 """
 
@@ -43,7 +43,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor | float, log_var: Tens
     x: (..., D) on the grid k/255 in [0, 1]; mean, log_var (log σ²): broadcastable to x.
     Returns (...), summed over the last dimension.
 
-    Used by: chapter 8 (the Gaussian decoder's ELBO as a bound on an 8-bit log-likelihood).
+    Used by: chapter 9 (the Gaussian decoder's ELBO as a bound on an 8-bit log-likelihood).
     """
     if not torch.is_floating_point(x):
         raise TypeError(f"x must be a float tensor on the grid k/255, got {x.dtype}")
@@ -67,7 +67,7 @@ def density_to_pmf_nats(log_density: Tensor | float, dims: int) -> Tensor | floa
     bound needs dequantization (train and evaluate on x + uniform noise within the bin).
     log_density: nats per example; dims: D ≥ 1 pixels. Returns nats per example.
 
-    Used by: chapter 8 (the bin-width correction of a Gaussian log-density).
+    Used by: chapter 9 (the bin-width correction of a Gaussian log-density).
     """
     if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
         raise ValueError(f"dims must be a positive int, got {dims!r}")

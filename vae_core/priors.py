@@ -14,7 +14,7 @@ prior for a given encoder *is* q(z), which the VampPrior approximates directly:
 
 Shapes: z (..., z_dim) -> log p(z) (...), in nats.
 
-Used by: chapter 9 (``notebooks/10_closing_the_gap.ipynb``).
+Used by: chapter 10 (``notebooks/10_closing_the_gap.ipynb``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class MixturePrior(nn.Module):
     Args: z_dim; n_components K; init_spread: the initial means are drawn N(0, init_spread² I)
     (from the global RNG: seed it, or build through :func:`vae_core.cache.pretrained`), the
     log-variances start at 0 and the weights equal.
-    Used by: :class:`PriorVAE`, chapter 9.
+    Used by: :class:`PriorVAE`, chapter 10.
     """
 
     def __init__(self, z_dim: int, n_components: int = 10, init_spread: float = 1.0) -> None:
@@ -86,7 +86,7 @@ class VampPrior(nn.Module):
     here: :meth:`log_prob` takes the function that maps images to (μ, log σ²), so the prior shares
     the VAE's encoder weights and its gradient trains them too.
 
-    Args: x_dim, z_dim, n_pseudo K. Used by: :class:`PriorVAE`, chapter 9.
+    Args: x_dim, z_dim, n_pseudo K. Used by: :class:`PriorVAE`, chapter 10.
     """
 
     def __init__(self, x_dim: int, z_dim: int, n_pseudo: int = 50) -> None:
@@ -138,7 +138,7 @@ class PriorVAE(ExtendedVAE):
             the plain VAE: for tests and comparisons).
         n_components: K, the mixture's components or the VampPrior's pseudo-inputs.
 
-    Used by: chapter 9.
+    Used by: chapter 10.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 256, z_dim: int = 2, prior: str = "vamp",

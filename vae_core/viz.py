@@ -20,7 +20,7 @@ they are drawn in grey levels with 0 black and 1 white (MNIST ink is white).
 All model calls run under ``torch.no_grad()`` on the model's own device; returned tensors are on the CPU.
 
 Used by: chapter 4 (grids, reconstructions, samples), chapter 5 (latent scatter, manifold grid,
-interpolation, traversals), chapters 6-7 (grids).
+interpolation, traversals), chapters 7-8 (grids).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def grid_image(
     Returns:
         (H, W) float tensor in [0, 1]: channel 0 of ``make_grid`` (which repeats grey to 3 channels).
 
-    Used by: chapters 4-7 through :func:`image_grid`.
+    Used by: chapters 4-8 through :func:`image_grid`.
     """
     x = _as_float_images(images)
     nrow = check_positive_int(nrow, "nrow")
@@ -177,7 +177,7 @@ def image_grid(
         images: (N, 784), (N, 28, 28) or (N, 1, 28, 28); float in [0, 1] or uint8.
         nrow: images per row; ax: draw here instead of a new figure; title: axes title.
 
-    Used by: chapter 4 (data, samples), chapter 5, chapters 6-7.
+    Used by: chapter 4 (data, samples), chapter 5, chapters 7-8.
     """
     grid = grid_image(images, nrow=nrow, padding=padding, pad_value=pad_value)
     if figsize is None:
@@ -366,7 +366,7 @@ def manifold_z(
     :func:`code_quantiles`), or by default :func:`normal_quantiles` (n, lo, hi) on both axes (lo and hi
     are then unused). Other dimensions are taken from ``base`` (default: zeros, the prior mean).
 
-    Used by: chapters 5, 7.
+    Used by: chapters 5, 8.
     """
     dims = _check_dims(dims, z_dim, count=2)
     q = _grid_coords(n, lo, hi, coords)

@@ -13,7 +13,7 @@ With a uniform prior over codes the posterior is a point mass and KL = n_positio
 a constant: the ELBO is log p(x | z_q) − n_positions · log n_codes. Samples need a prior over the
 codes; :func:`fit_code_prior` fits the simplest, an independent categorical per position.
 
-Used by: chapter 10 (``notebooks/11_discrete_latents.ipynb``).
+Used by: chapter 11 (``notebooks/11_discrete_latents.ipynb``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class VQVAE(nn.Module):
     codes far from every encoder output (dead). Decoder: n_positions · code_dim → h_dim (ReLU) →
     x_dim logits. commitment: β of the commitment loss.
 
-    Used by: chapter 10, tests.
+    Used by: chapter 11, tests.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 256, n_positions: int = 16, code_dim: int = 8,

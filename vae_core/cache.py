@@ -12,7 +12,7 @@ holds another training, is never loaded into the model: it is retrained from the
 initialisation as a clean run, with a warning. A cache that cannot be written (read-only, disk full)
 costs the caching, not the trained model.
 
-Used by: chapters 4-8 (through :mod:`vae_core.zoo` and directly), the benchmarks.
+Used by: chapters 4-11 (through :mod:`vae_core.zoo` and directly), the benchmarks.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ against ``torch.distributions`` (and sympy / quadrature) in ``tests/test_distrib
 Shapes: parameters and samples broadcast together; the *last* dimension is the event dimension
 (latent dims or pixels) and is summed over, so results have the batch shape. Units: nats.
 
-Used by: every notebook (chapters 1-7) through :mod:`vae_core.objectives`.
+Used by: every chapter through :mod:`vae_core.objectives`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Numerical stability: decoders output *logits* and the Bernoulli log-likelihood u
 are carried as log-variances and only exponentiated inside formulas that stay finite for
 |logvar| ≤ 50 in float32 (tested).
 
-Used by: chapters 3-7 (``VAE``), chapter 7 (``ConditionalVAE``, ``M2``).
+Used by: chapters 3-8 (``VAE``), chapter 8 (``ConditionalVAE``, ``M2``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def check_labels(y: Labels, n_classes: int, batch: int | None = None, *,
     to skip the check). Raises TypeError (float/bool/non-tensor labels) or ValueError (wrong shape,
     length mismatch, label out of range) naming the problem.
 
-    Used by: :class:`ConditionalVAE`, :class:`M2` (chapter 7).
+    Used by: :class:`ConditionalVAE`, :class:`M2` (chapter 8).
     """
     if isinstance(y, bool) or not isinstance(y, int | Tensor):
         raise TypeError(f"{name} must be an integer tensor of class labels (or an int), "
@@ -165,7 +165,7 @@ class VAE(nn.Module):
             be in [0, 1]) or "gaussian" (decoder outputs means in (0, 1) via a sigmoid; a learned
             scalar log-variance ``log_sigma2_x`` shared by all pixels; x any finite float).
 
-    Used by: chapters 3-7.
+    Used by: chapters 3-8.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 400, z_dim: int = 20,
@@ -249,7 +249,7 @@ class ConditionalVAE(nn.Module):
     Args: as :class:`VAE`, plus n_classes (≥ 2), the number of labels.
     Labels y: int64 tensor (batch,) with values in [0, n_classes), or one int for the whole batch.
 
-    Used by: chapter 7.
+    Used by: chapter 8.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 400, z_dim: int = 20, n_classes: int = 10,
@@ -362,7 +362,7 @@ class LabelConditioned(nn.Module):
     submodule, so ``parameters()``/``to()``/``train()`` reach the shared weights. It is a view for
     computing objectives, not a model to checkpoint: save and train the ConditionalVAE itself.
 
-    Used by: chapter 7 (via :mod:`vae_core.objectives`).
+    Used by: chapter 8 (via :mod:`vae_core.objectives`).
     """
 
     def __init__(self, model: ConditionalVAE, y: Labels) -> None:
@@ -433,7 +433,7 @@ class M2(ConditionalVAE):
         alpha: weight of the mean labelled cross-entropy in :meth:`loss` (≥ 0). See :meth:`loss`
             for how it relates to the paper's α = 0.1·N and why the default is 0.1.
 
-    Used by: chapter 7.
+    Used by: chapter 8.
     """
 
     def __init__(self, x_dim: int = 784, h_dim: int = 500, z_dim: int = 50, n_classes: int = 10,

@@ -12,7 +12,7 @@ the noise of the KL term, but near the true posterior L^A's noise in log p(x|z) 
 both); their *gradients* differ again (chapter 3). The IWAE bound
 log (1/k) Σ p(x, z_i)/q(z_i|x) is ≥ the ELBO, equals the (MC) ELBO at k = 1 and tends to log p(x).
 
-Used by: chapters 2-7, :mod:`vae_core.train`, :mod:`vae_core.evaluate`.
+Used by: chapters 2-11, :mod:`vae_core.train`, :mod:`vae_core.evaluate`.
 """
 
 from __future__ import annotations

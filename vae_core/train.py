@@ -25,7 +25,7 @@ Design, in short:
   The data are validated once, up front; with the default loss the model's per-call input checks
   (NaN/inf, range: a full read of the batch and, on CUDA, a sync each) are skipped inside the loop.
 
-Used by: chapters 4-7 (training every model of the book), benchmarks (``benchmarks/``, issue 7).
+Used by: chapters 4-11 (training every model of the book), benchmarks (``benchmarks/``, issue 7).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class LossFn(Protocol):
     conditional VAE ``lambda m, x, y, *, beta, generator: elbo_loss(m.given(y), x, beta=beta,
     generator=generator)``; a 0-d term is taken as the batch mean.
 
-    Used by: chapter 7 (conditional VAE, M2).
+    Used by: chapter 8 (conditional VAE, M2).
     """
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None, *, beta: float,
@@ -212,7 +212,7 @@ def elbo_loss(model: nn.Module, x: Tensor, y: Tensor | None = None, *, beta: flo
     y must be None (use a custom ``loss_fn`` for conditional models). Returns
     (scalar loss, {"elbo", "rec", "kl"} each (batch,) in nats).
 
-    Used by: :func:`fit` (default loss), chapter 6 (free bits against posterior collapse).
+    Used by: :func:`fit` (default loss), chapter 7 (free bits against posterior collapse).
     """
     if y is not None:
         raise ValueError("the default ELBO loss takes no labels; pass loss_fn=... to fit a "
@@ -413,7 +413,7 @@ def fit(
         FloatingPointError naming epoch and step if the loss becomes NaN or inf (the checkpoint of
         the last completed epoch is left intact); :class:`CheckpointError` for an unusable checkpoint.
 
-    Used by: chapters 4-7 (directly or through :func:`pretrained`), benchmarks (issue 7, "B").
+    Used by: chapters 4-11 (directly or through :func:`pretrained`), benchmarks (issue 7, "B").
     """
     _validate_hparams(epochs, batch_size, lr, beta, warmup_epochs, free_bits, binarize, kl, n_samples)
     seed = check_positive_int(seed, "seed", minimum=0)
